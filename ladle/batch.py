@@ -1,0 +1,157 @@
+"""The unit of work between source, steps and destination.
+
+A source yields :class:`SourceBatch` objects: a Polars frame of records as read,
+their positions, and the records it could not parse at all. Steps see only the
+frame, which carries :data:`ROW` (the row's index in its source batch) so that
+any record a step rejects can be traced back to its position and raw values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+ROW = "_ladle_row"
+"""Column every frame carries through the steps: the row's index in its source batch."""
+
+REJECT_SCHEMA: dict[str, pl.DataType] = {
+    ROW: pl.Int64(),
+    "field": pl.String(),
+    "rule": pl.String(),
+    "value": pl.String(),
+    "message": pl.String(),
+}
+"""Columns of a rejects frame: one row per failed rule; a record may fail several."""
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A record the source could not parse: it goes to quarantine with its position."""
+
+    position: str
+    raw: str
+    message: str
+    rule: str = "parse"
+
+
+@dataclass(frozen=True)
+class SourceBatch:
+    """Records as read, with one position per row (``file:line``, ``file#index``)."""
+
+    frame: pl.DataFrame
+    positions: list[str]
+    unreadable: list[Unreadable] = field(default_factory=list)
+    bytes_read: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.positions) != self.frame.height:
+            raise ValueError(
+                f"a source batch needs one position per row ({self.frame.height} rows, "
+                f"{len(self.positions)} positions)"
+            )
+
+    @property
+    def fetched(self) -> int:
+        """Every record this batch accounts for: parsed ones and unreadable ones."""
+        return self.frame.height + len(self.unreadable)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step returns: the rows that go on, and what it took out and why.
+
+    Every row missing from ``frame`` must appear in ``rejects`` (by :data:`ROW`) or be
+    counted in ``deduplicated``; the pipeline checks this.
+    """
+
+    frame: pl.DataFrame
+    rejects: pl.DataFrame = field(default_factory=lambda: empty_rejects())  # noqa: PLW0108 - defined below
+    deduplicated: int = 0
+
+
+def empty_rejects() -> pl.DataFrame:
+    """A rejects frame with no rows."""
+    return pl.DataFrame(schema=REJECT_SCHEMA)
+
+
+def reject_rows(
+    frame: pl.DataFrame,
+    failed: pl.Series,
+    *,
+    field: str | None,
+    rule: str,
+    message: str | pl.Expr,
+) -> pl.DataFrame:
+    """Build rejects for the rows of ``frame`` where the boolean ``failed`` is true.
+
+    The offending value is rendered as text by :func:`as_text` (null stays null) so
+    every rule's rejects share one schema. ``message`` may be an expression over the
+    reject's own columns, e.g. ``pl.format("cannot parse '{}' as int", pl.col("value"))``.
+    """
+    mask = failed.fill_null(False)
+    rows = frame.filter(mask)
+    values = (
+        rows.select(as_text(pl.col(field), rows.schema[field]).alias("value")).to_series()
+        if field is not None and field in rows.columns
+        else pl.Series("value", [None] * rows.height, dtype=pl.String)
+    )
+    rejects = pl.DataFrame(
+        {
+            ROW: rows.get_column(ROW).cast(pl.Int64),
+            "field": pl.Series([field] * rows.height, dtype=pl.String),
+            "rule": pl.Series([rule] * rows.height, dtype=pl.String),
+            "value": values.alias("value"),
+        },
+    )
+    text = message if isinstance(message, pl.Expr) else pl.lit(message)
+    return rejects.with_columns(text.cast(pl.String).alias("message")).cast(REJECT_SCHEMA)  # type: ignore[arg-type]
+
+
+def as_text(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Render a column of ``dtype`` as text: lists and structs as compact JSON.
+
+    Polars cannot cast nested values to strings; a quarantined value or a coalesced
+    column must still be readable, so they become the JSON a destination would store.
+    """
+    if isinstance(dtype, pl.String):
+        return column
+    if isinstance(dtype, pl.List | pl.Array | pl.Struct | pl.Object):
+        # json_encode works on structs only: wrap the value and peel the wrapper off.
+        wrapped = pl.struct(column.alias("v")).struct.json_encode()
+        encoded = wrapped.str.strip_prefix('{"v":').str.strip_suffix("}")
+        return pl.when(column.is_not_null()).then(encoded)
+    return column.cast(pl.String, strict=False)
+
+
+def without_rejected(frame: pl.DataFrame, rejects: pl.DataFrame) -> pl.DataFrame:
+    """The rows of ``frame`` that no reject names."""
+    if rejects.height == 0:
+        return frame
+    return frame.join(rejects.select(ROW).unique(), on=ROW, how="anti", maintain_order="left")
+
+
+def split(frame: pl.DataFrame, rejects: list[pl.DataFrame]) -> StepResult:
+    """Combine several rules' rejects and drop the rejected rows from ``frame``."""
+    combined = pl.concat(rejects) if rejects else empty_rejects()
+    return StepResult(frame=without_rejected(frame, combined), rejects=combined)
+
+
+@dataclass
+class Counts:
+    """The run ledger's counts for one resource: the invariant's terms and bytes read."""
+
+    fetched: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deduplicated: int = 0
+    quarantined: int = 0
+    bytes_read: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        """The invariant: every fetched record ended in exactly one place."""
+        return self.fetched == (
+            self.inserted + self.updated + self.unchanged + self.deduplicated + self.quarantined
+        )

@@ -1,0 +1,318 @@
+"""The ``ladle`` command: parse, call the library, render. The only module that prints or exits.
+
+A :class:`~ladle.errors.LadleError` is printed as one red line and exits 1; any other
+exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import polars as pl
+from rich.console import Console
+from rich.progress import Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ladle import log
+from ladle.batch import Counts
+from ladle.destinations import Destination, connect, default_url
+from ladle.errors import LadleError
+from ladle.ledger import RUNS, display_status
+from ladle.pipeline import Pipeline, ResourceResult, RunObserver, RunOptions, RunSummary
+from ladle.quarantine import QUARANTINE
+
+F = TypeVar("F", bound=Callable[..., Any])
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+def _interactive() -> bool:
+    return sys.stderr.isatty()
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """One red line and exit 1 for errors ladle raised on purpose."""
+    try:
+        yield
+    except LadleError as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        sys.exit(1)
+
+
+@click.group()
+@click.version_option(package_name="ladle")
+def main() -> None:
+    """ladle: load files, databases, APIs and streams into PostgreSQL or DuckDB, accounted for."""
+
+
+# ------------------------------------------------------------------ run
+
+
+class _ProgressObserver:
+    """Progress bars on a terminal: rows read and rows per second, per resource."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._tasks: dict[str, TaskID] = {}
+        self._started: dict[str, float] = {}
+
+    def resource_started(self, resource: str) -> None:
+        self._started[resource] = time.monotonic()
+        self._tasks[resource] = self._progress.add_task(resource, total=None, rows=0, rate=0.0)
+
+    def batch_loaded(self, resource: str, counts: Counts) -> None:
+        elapsed = max(time.monotonic() - self._started[resource], 1e-6)
+        self._progress.update(
+            self._tasks[resource], rows=counts.fetched, rate=counts.fetched / elapsed
+        )
+
+    def resource_finished(self, result: ResourceResult) -> None:
+        self._progress.update(self._tasks[result.resource], rows=result.counts.fetched)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--resource", "resources", multiple=True, help="Only this resource (repeatable).")
+@click.option("--destination", help="Destination URL, overriding the pipeline file's.")
+@click.option("--full-refresh", is_flag=True, help="Ignore stored state and load everything.")
+@click.option("--dry-run", is_flag=True, help="Read, check and transform; write nothing.")
+def run(
+    *,
+    file: Path,
+    resources: tuple[str, ...],
+    destination: str | None,
+    full_refresh: bool,
+    dry_run: bool,
+) -> None:
+    """Run the pipeline FILE: load every resource and print the ledger's counts."""
+    log.configure(json=not _interactive())
+    with _errors():
+        pipeline = Pipeline.from_yaml(file)
+        options = RunOptions(resources, destination, full_refresh, dry_run)
+        if _interactive():
+            columns = (
+                TextColumn("[bold]{task.description}"),
+                TextColumn("{task.fields[rows]:>12,} rows"),
+                TextColumn("{task.fields[rate]:>10,.0f} rows/s"),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns, console=err, transient=False) as progress:
+                observer: RunObserver = _ProgressObserver(progress)
+                summary = pipeline.run(options, observer)
+        else:
+            summary = pipeline.run(options)
+    _print_summary(summary)
+    if not summary.ok:
+        sys.exit(1)
+
+
+def _print_summary(summary: RunSummary) -> None:
+    title = f"{summary.pipeline} → {summary.destination}  (run {summary.run_id})"
+    if summary.dry_run:
+        title += "  [dry run: nothing written]"
+    table = Table(title=title, title_justify="left")
+    for name in ("resource", "table", "status", "fetched", "inserted", "updated", "unchanged"):
+        table.add_column(
+            name, justify="right" if name not in ("resource", "table", "status") else "left"
+        )
+    for name in ("deduplicated", "quarantined", "seconds"):
+        table.add_column(name, justify="right")
+    for r in summary.resources:
+        c = r.counts
+        style = "green" if r.status == "succeeded" else "red"
+        table.add_row(
+            r.resource,
+            r.table,
+            f"[{style}]{r.status}[/{style}]",
+            f"{c.fetched:,}",
+            f"{c.inserted:,}",
+            f"{c.updated:,}",
+            f"{c.unchanged:,}",
+            f"{c.deduplicated:,}",
+            f"{c.quarantined:,}",
+            f"{r.seconds:.2f}",
+        )
+    out.print(table)
+    for r in summary.resources:
+        if r.error:
+            out.print(f"[red]{r.resource}: {r.error}[/red]")
+        if summary.dry_run:
+            out.print(f"{r.resource}: {r.ready:,} rows would be loaded")
+
+
+# ------------------------------------------------------------------ validate
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def validate(file: Path) -> None:
+    """Check the pipeline FILE without running anything."""
+    with _errors():
+        pipeline = Pipeline.from_yaml(file)
+    resources = ", ".join(pipeline.config.resources)
+    out.print(f"{file}: ok: pipeline {pipeline.name!r}, resources: {resources}")
+    out.print(f"destination: {pipeline.destination_url()}")
+
+
+# ------------------------------------------------------------------ runs & quarantine
+
+
+def _destination_options(func: F) -> F:
+    func = click.option("--destination", help="Destination URL (default: the pipeline's).")(func)
+    func = click.option("--pipeline", "pipeline_name", help="Pipeline name (default: FILE's).")(
+        func
+    )
+    return click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))(
+        func
+    )
+
+
+def _open(
+    file: Path | None, pipeline_name: str | None, destination: str | None
+) -> tuple[Destination, str | None]:
+    name = pipeline_name
+    url = destination
+    if file is not None:
+        pipeline = Pipeline.from_yaml(file)
+        name = name or pipeline.name
+        url = url or pipeline.destination_url()
+    if url is None:
+        if name is None:
+            raise click.UsageError("give a pipeline FILE, --pipeline NAME or --destination URL")
+        url = default_url(name)
+    return connect(url), name
+
+
+@main.command()
+@_destination_options
+@click.option("--last", default=20, show_default=True, help="How many runs to show.")
+def runs(file: Path | None, pipeline_name: str | None, destination: str | None, last: int) -> None:
+    """Show the run ledger: one row per resource per run, newest first."""
+    with _errors():
+        dest, name = _open(file, pipeline_name, destination)
+        try:
+            where = {"pipeline": name} if name else {}
+            rows = dest.read(RUNS.name, where, order_by=["-started_at", "resource"], limit=last)
+        finally:
+            dest.close()
+    table = Table(title=f"runs in {dest.url}", title_justify="left")
+    headers = ("run", "resource", "status", "fetched", "inserted", "updated", "unchanged")
+    for h in (*headers, "dedup", "quarant.", "started (UTC)", "secs", "error"):
+        table.add_column(h, overflow="fold")
+    for row in rows.iter_rows(named=True):
+        status = display_status(row["status"], row["host"], row["pid"])
+        style = {"succeeded": "green", "failed": "red", "died": "red"}.get(status, "yellow")
+        secs = (
+            f"{(row['finished_at'] - row['started_at']).total_seconds():.2f}"
+            if row["finished_at"]
+            else ""
+        )
+        table.add_row(
+            row["run_id"],
+            row["resource"],
+            f"[{style}]{status}[/{style}]",
+            *(
+                f"{row[k]:,}"
+                for k in (
+                    "fetched",
+                    "inserted",
+                    "updated",
+                    "unchanged",
+                    "deduplicated",
+                    "quarantined",
+                )
+            ),
+            row["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            secs,
+            (row["error"] or "")[:200],
+        )
+    out.print(table)
+
+
+@main.group()
+def quarantine() -> None:
+    """Look at records that failed, with their positions and errors."""
+
+
+@quarantine.command("list")
+@_destination_options
+@click.option("--run", "run_id", help="Only this run.")
+def quarantine_list(
+    file: Path | None, pipeline_name: str | None, destination: str | None, run_id: str | None
+) -> None:
+    """Count quarantined records per run and resource."""
+    with _errors():
+        dest, name = _open(file, pipeline_name, destination)
+        try:
+            where = {k: v for k, v in (("pipeline", name), ("run_id", run_id)) if v}
+            rows = dest.read(QUARANTINE.name, where)
+        finally:
+            dest.close()
+    table = Table(title="quarantine", title_justify="left")
+    for h in ("run", "resource", "records", "first position"):
+        table.add_column(h)
+    if rows.height:
+        grouped = rows.group_by("run_id", "resource", maintain_order=True).agg(
+            pl.len().alias("records"), pl.col("position").first().alias("first")
+        )
+        for row in grouped.iter_rows(named=True):
+            table.add_row(row["run_id"], row["resource"], f"{row['records']:,}", row["first"])
+    out.print(table)
+
+
+@quarantine.command("show")
+@click.argument("run_id")
+@_destination_options
+@click.option("--resource", help="Only this resource.")
+@click.option("--limit", default=50, show_default=True)
+def quarantine_show(
+    *,
+    run_id: str,
+    file: Path | None,
+    pipeline_name: str | None,
+    destination: str | None,
+    resource: str | None,
+    limit: int,
+) -> None:
+    """Show the quarantined records of RUN_ID: position, errors and raw record."""
+    with _errors():
+        dest, _ = _open(file, pipeline_name, destination)
+        try:
+            where = {"run_id": run_id, **({"resource": resource} if resource else {})}
+            rows = dest.read(QUARANTINE.name, where, order_by=["resource", "position"], limit=limit)
+        finally:
+            dest.close()
+    if rows.height == 0:
+        out.print(f"no quarantined records for run {run_id}")
+        return
+    for row in rows.iter_rows(named=True):
+        out.print(f"[bold]{row['resource']}[/bold] {row['position']}")
+        for error in json.loads(row["errors"]):
+            field = f"{error['field']}: " if error.get("field") else ""
+            value = f" (value {error['value']!r})" if error.get("value") is not None else ""
+            out.print(f"  {field}[{error['rule']}] {error['message']}{value}")
+        out.print(f"  raw: {row['raw']}")
+
+
+# ------------------------------------------------------------------ init
+
+
+@main.command()
+@click.argument("name")
+def init(name: str) -> None:
+    """Scaffold NAME/ with a pipeline file and sample data that run as they are."""
+    from ladle.scaffold import scaffold
+
+    with _errors():
+        created = scaffold(Path(name))
+    for path in created:
+        out.print(f"created {path}")
+    out.print(f"next: cd {name} && ladle run pipeline.yaml")

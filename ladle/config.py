@@ -1,0 +1,383 @@
+"""Pipeline files: YAML -> validated models, before anything runs.
+
+Every value keeps the line it came from, so an error reads
+``pipeline.yaml:12: resources.tickets: unknown key 'primary_ky' (did you mean 'primary_key'?)``.
+``${VAR}`` and ``${VAR:-default}`` come from the environment, then from a ``.env`` file
+next to the pipeline file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar, get_args
+
+import yaml
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ladle.columns import ColumnSpec
+from ladle.errors import ConfigError
+from ladle.schema import normalize_name
+
+DEFAULT_BATCH_SIZE = 50_000
+Path_ = tuple[str | int, ...]
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class WriteMode(StrEnum):
+    """How a resource's rows reach its table."""
+
+    APPEND = "append"
+    REPLACE = "replace"
+    MERGE = "merge"
+
+
+class ResourceSpec(BaseModel):
+    """One entry under ``resources:``; ``source`` and ``steps`` are checked by their registries."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: dict[str, Any]
+    table: str | None = None
+    primary_key: list[str] = Field(default_factory=list)
+    write: WriteMode = WriteMode.APPEND
+    columns: dict[str, ColumnSpec] = Field(default_factory=dict)
+    steps: list[dict[str, Any]] = Field(default_factory=list)
+    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1)
+
+    @field_validator("primary_key", mode="before")
+    @classmethod
+    def _one_key(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _type_shorthand(cls, value: Any) -> Any:
+        # `amount: double` is shorthand for `amount: {type: double}`.
+        if isinstance(value, dict):
+            return {k: {"type": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+
+class PipelineSpec(BaseModel):
+    """The whole pipeline file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pipeline: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+    destination: str | None = None
+    timezone: str = "UTC"
+    resources: dict[str, ResourceSpec] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """A validated step: its key, its options and where it was written."""
+
+    name: str
+    options: Any
+    where: str
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A resource ready to run: the spec plus its validated source and step options."""
+
+    name: str
+    spec: ResourceSpec
+    source_type: str
+    source_options: BaseModel
+    steps: list[StepConfig]
+
+    @property
+    def table(self) -> str:
+        """The destination table: ``table:`` or the resource name, snake_cased."""
+        return self.spec.table or normalize_name(self.name)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A validated pipeline file."""
+
+    spec: PipelineSpec
+    path: Path
+    resources: dict[str, Resource]
+    config_hash: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The pipeline's name, as the ledger records it."""
+        return self.spec.pipeline
+
+    @property
+    def base_dir(self) -> Path:
+        """Directory of the pipeline file: relative paths resolve against it."""
+        return self.path.parent
+
+
+# ---------------------------------------------------------------- YAML with lines
+
+
+class _Reader:
+    """Turns a YAML node tree into plain data, remembering each value's line and env use."""
+
+    _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+    def __init__(self, file: str, env: dict[str, str], env_file: Path) -> None:
+        self.file = file
+        self.env = env
+        self.env_file = env_file
+        self.lines: dict[Path_, int] = {}
+        self.literal: dict[Path_, str] = {}
+
+    def read(self, node: yaml.Node, path: Path_ = ()) -> Any:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = str(yaml.safe_load(yaml.serialize(key_node)))
+                if key in out:
+                    raise ConfigError(
+                        "duplicate key",
+                        file=self.file,
+                        line=key_node.start_mark.line + 1,
+                        key=_dotted((*path, key)),
+                    )
+                self.lines[(*path, key)] = key_node.start_mark.line + 1
+                out[key] = self.read(value_node, (*path, key))
+                self.lines[(*path, key)] = key_node.start_mark.line + 1
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.read(item, (*path, i)) for i, item in enumerate(node.value)]
+        value = yaml.safe_load(yaml.serialize(node))
+        if isinstance(value, str) and "$" in value:
+            self.literal[path] = value
+            return self._VAR.sub(lambda m: self._substitute(m, path), value)
+        if isinstance(value, str):
+            self.literal[path] = value
+        return value
+
+    def _substitute(self, match: re.Match[str], path: Path_) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if name in self.env:
+            return self.env[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"${{{name}}} is not set: looked in the environment and in {self.env_file}; "
+            f"set it, or write ${{{name}:-default}}",
+            file=self.file,
+            line=self.lines.get(path),
+            key=_dotted(path),
+        )
+
+
+def _dotted(path: Path_) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def _nearest_line(lines: dict[Path_, int], path: Path_) -> int | None:
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return lines.get(())
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load(path: str | Path) -> PipelineConfig:
+    """Read and validate a pipeline file; raise ConfigError naming file, line and key."""
+    file_path = Path(path)
+    display = str(path)
+    try:
+        text = file_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the pipeline file: {exc.strerror}", file=display) from exc
+    env_file = file_path.parent / ".env"
+    env = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    reader = _Reader(display, env, env_file)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"invalid YAML: {problem}", file=display, line=line) from None
+    if node is None:
+        raise ConfigError("the file is empty; see `ladle init` for a starting point", file=display)
+    data = reader.read(node)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            "a pipeline file is a mapping with `pipeline:` and `resources:`", file=display, line=1
+        )
+    spec = _validate(PipelineSpec, data, reader, ())
+    resources = {
+        name: _resource(name, res, reader, ("resources", name))
+        for name, res in spec.resources.items()
+    }
+    notes = _literal_secret_warnings(reader)
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return PipelineConfig(spec, file_path, resources, digest, notes)
+
+
+def _resource(name: str, spec: ResourceSpec, reader: _Reader, path: Path_) -> Resource:
+    from ladle.sources import registry as sources
+    from ladle.steps import registry as steps
+
+    source_path = (*path, "source")
+    source_type = str(spec.source.get("type", "file"))
+    kinds = sources()
+    if source_type not in kinds:
+        raise _unknown(
+            reader,
+            (*source_path, "type"),
+            f"unknown source type {source_type!r}",
+            source_type,
+            kinds,
+        )
+    options = _validate(
+        kinds[source_type].options, {"type": source_type, **spec.source}, reader, source_path
+    )
+    step_kinds = steps()
+    configs = []
+    for index, item in enumerate(spec.steps):
+        step_path = (*path, "steps", index)
+        if not isinstance(item, dict) or len(item) != 1:
+            line = _nearest_line(reader.lines, step_path)
+            raise ConfigError(
+                "a step is a mapping with one key, e.g. `- rename: {old: new}`",
+                file=reader.file,
+                line=line,
+                key=_dotted(step_path),
+            )
+        ((key, value),) = item.items()
+        if key not in step_kinds:
+            raise _unknown(reader, (*step_path, key), f"unknown step {key!r}", key, step_kinds)
+        try:
+            parsed = step_kinds[key].options.validate_python(value)
+        except ValidationError as exc:
+            raise _from_validation(exc, reader, (*step_path, key)) from None
+        where = f"{reader.file}:{_nearest_line(reader.lines, (*step_path, key))}"
+        configs.append(StepConfig(key, parsed, where))
+    if spec.write is WriteMode.MERGE and not spec.primary_key:
+        raise ConfigError(
+            "write: merge needs a primary_key (the columns that identify a row)",
+            file=reader.file,
+            line=_nearest_line(reader.lines, (*path, "write")),
+            key=_dotted((*path, "write")),
+        )
+    return Resource(name, spec, source_type, options, configs)
+
+
+def _validate(model: type[_M], data: Any, reader: _Reader, path: Path_) -> _M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _from_validation(exc, reader, path, model) from None
+
+
+def _from_validation(
+    exc: ValidationError, reader: _Reader, path: Path_, model: Any = None
+) -> ConfigError:
+    """Turn pydantic's errors into one ConfigError naming file:line:key; all are listed."""
+    messages = []
+    first: tuple[int | None, str] | None = None
+    for error in exc.errors():
+        loc = (*path, *(p for p in error["loc"] if not _is_union_tag(p)))
+        if error["type"] == "extra_forbidden":
+            parent, bad = loc[:-1], str(loc[-1])
+            allowed = _keys_at(model, tuple(error["loc"][:-1]))
+            text = f"unknown key {bad!r}" + _suggest(bad, allowed)
+            key = _dotted(parent)
+            line = reader.lines.get(loc, _nearest_line(reader.lines, parent))
+        else:
+            text = str(error["msg"])
+            if error["type"] == "missing":
+                text = f"missing required key {str(loc[-1])!r}"
+                key = _dotted(loc[:-1])
+            else:
+                key = _dotted(loc)
+            line = _nearest_line(reader.lines, loc)
+        messages.append(
+            f"{reader.file}:{line}: {key}: {text}" if key else f"{reader.file}:{line}: {text}"
+        )
+        if first is None:
+            first = (line, f"{key}\0{text}")
+    assert first is not None  # noqa: S101 - pydantic never raises without errors
+    key, text = first[1].split("\0", 1)
+    result = ConfigError(text, file=reader.file, line=first[0], key=key)
+    if len(messages) > 1:
+        result.args = (str(result) + "\n" + "\n".join(messages[1:]),)
+    return result
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and ("[" in part or part.startswith("function-"))
+
+
+def _keys_at(model: Any, loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed where ``loc`` points, found by walking the model's annotations."""
+    current: Any = model
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(str(part))
+            if info is None:
+                return []
+            current = info.annotation
+        else:
+            args = get_args(current)
+            current = args[-1] if args else None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [info.alias or name for name, info in current.model_fields.items()]
+    return []
+
+
+def _suggest(bad: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(bad, allowed, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown(reader: _Reader, path: Path_, text: str, bad: str, allowed: Any) -> ConfigError:
+    line = _nearest_line(reader.lines, path)
+    return ConfigError(
+        text + _suggest(bad, list(allowed)) + f"; known: {', '.join(sorted(allowed))}",
+        file=reader.file,
+        line=line,
+        key=_dotted(path[:-1]),
+    )
+
+
+_DSN_PASSWORD = re.compile(r"^[a-z][a-z0-9+.\-]*://[^:/@\s]+:([^@\s]+)@", re.IGNORECASE)
+
+
+def _literal_secret_warnings(reader: _Reader) -> list[str]:
+    """Warn about passwords written into a DSN in the file itself (not from ${VAR})."""
+    notes = []
+    for path, raw in reader.literal.items():
+        match = _DSN_PASSWORD.match(raw)
+        if match and "${" not in match.group(1):
+            line = reader.lines.get(path)
+            notes.append(
+                f"{reader.file}:{line}: {_dotted(path)}: a password is written in the file; "
+                "move the DSN to an environment variable, e.g. `${DATABASE_URL}`"
+            )
+    return notes

@@ -1,0 +1,133 @@
+"""Destinations: where records land. One narrow protocol, one small module per database.
+
+Like an httpx transport, a destination only does what it is told: ensure a table,
+stage a batch, merge staging into the target with exact counts, write quarantine,
+state and ledger rows, commit or roll back. Policy (steps, counts, the invariant,
+what to do on failure) stays in :mod:`ladle.pipeline`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import polars as pl
+
+from ladle.config import WriteMode
+from ladle.errors import ConfigError
+from ladle.ledger import RunEntry
+from ladle.schema import ColumnType
+
+
+@dataclass(frozen=True)
+class LoadTarget:
+    """What one resource's load writes: the table, how, and what identifies a row."""
+
+    pipeline: str
+    table: str
+    write: WriteMode
+    primary_key: tuple[str, ...] = ()
+    declared: Mapping[str, ColumnType] = field(default_factory=dict)
+    """Types the pipeline file declares; they win over types inferred from data."""
+    dedupe_on: tuple[str, ...] = ()
+    """Key to keep one row per across the whole load (merge always uses the primary key)."""
+    dedupe_keep: str = "last"
+    dedupe_order_by: str | None = None
+
+
+@dataclass(frozen=True)
+class LoadCounts:
+    """What a load did to its table, counted by the database itself."""
+
+    inserted: int
+    updated: int
+    unchanged: int
+    deduplicated: int
+
+
+class Load(Protocol):
+    """One resource's load: everything in it commits together or not at all."""
+
+    def stage(self, frame: pl.DataFrame) -> None:
+        """Add a batch (final column names, a ``_ladle_seq`` column) to the load."""
+        ...
+
+    def write_quarantine(self, rows: pl.DataFrame, *, run_id: str, resource: str) -> None:
+        """Record rejected records (position, raw, errors) with the load."""
+        ...
+
+    def finish(self) -> LoadCounts:
+        """Dedupe and merge what was staged into the target; return exact counts."""
+        ...
+
+    def write_state(self, resource: str, key: str, value: Any, *, run_id: str) -> None:
+        """Store a state entry for the resource, committed with the data."""
+        ...
+
+    def write_ledger(self, entry: RunEntry) -> None:
+        """Write the ledger row's final values, committed with the data."""
+        ...
+
+    def commit(self) -> None:
+        """Make the whole load visible at once."""
+        ...
+
+    def rollback(self) -> None:
+        """Leave the destination exactly as before the load."""
+        ...
+
+
+class Destination(Protocol):
+    """A database ladle loads into."""
+
+    url: str
+    """The destination's URL with any password masked: safe to log."""
+
+    def begin(self, target: LoadTarget) -> Load:
+        """Open a transaction for one resource's load."""
+        ...
+
+    def record_run(self, entry: RunEntry) -> None:
+        """Write a ledger row in its own transaction (a run starting, or one that failed)."""
+        ...
+
+    def read(
+        self, table: str, where: Mapping[str, Any], *, order_by: Sequence[str] = (), limit: int = 0
+    ) -> pl.DataFrame:
+        """Rows of a table (the ledger, quarantine, state, or data) matching ``where``."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+_PASSWORD = re.compile(r"(://[^:/@\s]+:)([^@\s]+)(@)")
+
+
+def mask(url: str) -> str:
+    """The URL with its password replaced by ``***``: the only form that reaches logs."""
+    return _PASSWORD.sub(r"\1***\3", url)
+
+
+def default_url(pipeline: str) -> str:
+    """The embedded default: a DuckDB file named after the pipeline, in the working directory."""
+    return f"duckdb:///{pipeline}.duckdb"
+
+
+def connect(url: str, *, base_dir: Path | None = None) -> Destination:
+    """Open the destination a URL names (``duckdb:///file.duckdb``, ``postgresql://…``)."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "duckdb":
+        from ladle.destinations.duckdb import DuckDBDestination
+
+        return DuckDBDestination(url)
+    known = "duckdb:///path.duckdb"
+    raise ConfigError(
+        f"unsupported destination {mask(url)!r}; use {known}",
+        file=str(base_dir or "."),
+        key="destination",
+    )

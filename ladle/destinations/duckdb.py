@@ -1,0 +1,403 @@
+"""DuckDB destination: the embedded default, a single local file.
+
+Batches go in through DuckDB's Arrow scan (no row-by-row inserts). A merge stages the
+load in a temporary table, removes duplicate keys there, then runs one UPDATE of the
+rows whose content changed and one INSERT of the new keys, so inserted / updated /
+unchanged are counted by the database, and unchanged rows are not rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from ladle.config import WriteMode
+from ladle.destinations import LoadCounts, LoadTarget, mask
+from ladle.errors import DestinationError, SchemaConflict
+from ladle.ledger import RUNS, RunEntry
+from ladle.quarantine import QUARANTINE
+from ladle.schema import ColumnType, Kind, TableDef, fits, infer_type, quote
+from ladle.state import STATE
+
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection
+
+SEQ = "_ladle_seq"
+"""Staging column: the record's order in the load, for keep first/last and tie-breaks."""
+_SYSTEM = (RUNS, QUARANTINE, STATE)
+
+
+def _import_duckdb() -> Any:
+    try:
+        import duckdb
+    except ImportError as exc:  # pragma: no cover - duckdb is a core dependency
+        raise DestinationError("the duckdb package is missing: pip install duckdb") from exc
+    return duckdb
+
+
+class DuckDBDestination:
+    """A DuckDB file (``duckdb:///path.duckdb``); one connection, one writer at a time."""
+
+    def __init__(self, url: str) -> None:
+        duckdb = _import_duckdb()
+        self.url = mask(url)
+        path = url.split("://", 1)[1]
+        path = path[1:] if path.startswith("/") else path
+        self.path = ":memory:" if path in ("", ":memory:") else path
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con: DuckDBPyConnection = duckdb.connect(self.path)
+        except duckdb.Error as exc:
+            raise DestinationError(
+                f"cannot open DuckDB file {self.path!r}: {exc}; another ladle process may hold it"
+            ) from exc
+        # Timestamps come back in UTC whatever the machine's zone is.
+        self._con.execute("SET TimeZone = 'UTC'")
+        for table in _SYSTEM:
+            self._con.execute(_create_sql(table))
+
+    def begin(self, target: LoadTarget) -> DuckDBLoad:
+        """Open a transaction for one resource's load."""
+        return DuckDBLoad(self._con, target)
+
+    def record_run(self, entry: RunEntry) -> None:
+        """Write the ledger row in its own transaction."""
+        with _translated("writing the ledger"):
+            self._con.begin()
+            _write_ledger(self._con, entry)
+            self._con.commit()
+
+    def read(
+        self, table: str, where: Mapping[str, Any], *, order_by: Sequence[str] = (), limit: int = 0
+    ) -> pl.DataFrame:
+        """Rows of ``table`` matching ``where``; ``-col`` in ``order_by`` sorts descending."""
+        if _columns(self._con, table) is None:
+            return pl.DataFrame()
+        sql = f"SELECT * FROM {quote(table)}"
+        if where:
+            sql += " WHERE " + " AND ".join(f"{quote(k)} = ?" for k in where)
+        if order_by:
+            sql += " ORDER BY " + ", ".join(
+                f"{quote(c[1:])} DESC" if c.startswith("-") else quote(c) for c in order_by
+            )
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        with _translated(f"reading {table}"):
+            frame: pl.DataFrame = self._con.sql(sql, params=list(where.values())).pl()
+        return frame
+
+    def close(self) -> None:
+        """Close the connection (and with it the file)."""
+        self._con.close()
+
+
+class DuckDBLoad:
+    """One resource's load inside one DuckDB transaction."""
+
+    def __init__(self, con: DuckDBPyConnection, target: LoadTarget) -> None:
+        self._con = con
+        self._target = target
+        self._table = target.table
+        self._staging = target.write is WriteMode.MERGE or bool(target.dedupe_on)
+        self._stage_name = f"_ladle_stage_{target.table}"
+        self._write_into = (
+            f"{target.table}__ladle_new" if target.write is WriteMode.REPLACE else target.table
+        )
+        self._seen: list[str] = []
+        self._prepared = False
+        self._staged = 0
+        con.begin()
+
+    # ------------------------------------------------------------ staging
+
+    def stage(self, frame: pl.DataFrame) -> None:
+        """Add a batch: evolve the table to fit it, then one Arrow insert."""
+        data_columns = [c for c in frame.columns if c != SEQ]
+        types = {c: self._type_of(c, frame.schema[c]) for c in data_columns}
+        with _translated(f"loading {self._table!r}"):
+            if not self._prepared:
+                self._prepare(types)
+            self._evolve(types)
+            for column in data_columns:
+                if column not in self._seen:
+                    self._seen.append(column)
+            if frame.height == 0:
+                return
+            into = self._stage_name if self._staging else self._write_into
+            columns = [*data_columns, SEQ] if self._staging else data_columns
+            self._con.register("_ladle_batch", frame.select(columns).to_arrow())
+            try:
+                names = ", ".join(quote(c) for c in columns)
+                self._con.execute(
+                    f"INSERT INTO {quote(into)} ({names}) SELECT {names} FROM _ladle_batch"
+                )
+            finally:
+                self._con.unregister("_ladle_batch")
+            self._staged += frame.height
+
+    def _type_of(self, column: str, dtype: pl.DataType) -> ColumnType | None:
+        declared = self._target.declared.get(column)
+        if declared is not None:
+            return declared
+        return None if dtype == pl.Null else infer_type(dtype)
+
+    def _prepare(self, types: Mapping[str, ColumnType | None]) -> None:
+        """First batch: create the table (a fresh one for replace) and the staging table."""
+        self._prepared = True
+        if self._target.write is WriteMode.REPLACE:
+            self._con.execute(f"DROP TABLE IF EXISTS {quote(self._write_into)}")
+        existing = _columns(self._con, self._write_into)
+        if existing is None:
+            self._create(self._write_into, types)
+        if self._staging:
+            self._con.execute(
+                f"CREATE TEMP TABLE {quote(self._stage_name)} AS "
+                f"SELECT *, CAST(NULL AS BIGINT) AS {quote(SEQ)} FROM {quote(self._write_into)} "
+                "LIMIT 0"
+            )
+
+    def _create(self, table: str, types: Mapping[str, ColumnType | None]) -> None:
+        pk = self._target.primary_key
+        columns = [f"{quote(c)} {(t or ColumnType(Kind.TEXT)).duckdb}" for c, t in types.items()]
+        missing = [k for k in pk if k not in types]
+        if missing:
+            raise DestinationError(
+                f"table {self._table!r}: primary key column(s) {missing} are not in the data"
+            )
+        if pk:
+            columns.append(f"PRIMARY KEY ({', '.join(quote(k) for k in pk)})")
+        self._con.execute(f"CREATE TABLE {quote(table)} ({', '.join(columns)})")
+
+    def _evolve(self, types: Mapping[str, ColumnType | None]) -> None:
+        """Add new columns; refuse a type that does not fit, before anything is written."""
+        existing = _columns(self._con, self._write_into) or {}
+        for column, new in types.items():
+            old = existing.get(column)
+            if column not in existing:
+                sql_type = (new or ColumnType(Kind.TEXT)).duckdb
+                for table in self._tables():
+                    self._con.execute(
+                        f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column)} {sql_type}"
+                    )
+            elif new is not None and old is not None and not fits(new, old):
+                raise SchemaConflict(
+                    table=self._table,
+                    column=column,
+                    existing=str(old).upper(),
+                    new=str(new).upper(),
+                )
+
+    def _tables(self) -> list[str]:
+        return [self._write_into, self._stage_name] if self._staging else [self._write_into]
+
+    # ------------------------------------------------------------ finishing
+
+    def finish(self) -> LoadCounts:
+        """Dedupe the staged rows, then merge or copy them into the target; exact counts."""
+        with _translated(f"merging into {self._table!r}"):
+            if not self._prepared:
+                return self._finish_empty()
+            if not self._staging:
+                counts = LoadCounts(self._staged, 0, 0, 0)
+            else:
+                deduplicated = self._dedupe()
+                if self._target.write is WriteMode.MERGE:
+                    counts = self._merge(deduplicated)
+                else:
+                    inserted = self._insert_staged(only_new=False)
+                    counts = LoadCounts(inserted, 0, 0, deduplicated)
+                self._con.execute(f"DROP TABLE {quote(self._stage_name)}")
+            if self._target.write is WriteMode.REPLACE:
+                self._con.execute(f"DROP TABLE IF EXISTS {quote(self._table)}")
+                self._con.execute(
+                    f"ALTER TABLE {quote(self._write_into)} RENAME TO {quote(self._table)}"
+                )
+            return counts
+
+    def _finish_empty(self) -> LoadCounts:
+        """Nothing was staged: replace empties the table; other modes change nothing."""
+        if self._target.write is WriteMode.REPLACE and _columns(self._con, self._table):
+            self._con.execute(f"DELETE FROM {quote(self._table)}")
+        return LoadCounts(0, 0, 0, 0)
+
+    def _dedupe(self) -> int:
+        """Delete all but one staged row per key; return how many went."""
+        removed = 0
+        keys = [self._target.dedupe_on] if self._target.dedupe_on else []
+        if self._target.write is WriteMode.MERGE and self._target.primary_key not in keys:
+            keys.append(self._target.primary_key)
+        for key in keys:
+            order_by = self._target.dedupe_order_by if key == self._target.dedupe_on else None
+            keep = self._target.dedupe_keep if key == self._target.dedupe_on else "last"
+            direction = "DESC NULLS LAST" if keep == "last" else "ASC NULLS FIRST"
+            order = f"{quote(order_by)} {direction}, " if order_by else ""
+            seq_direction = "DESC" if keep == "last" else "ASC"
+            partition = ", ".join(quote(k) for k in key)
+            not_null = " AND ".join(f"{quote(k)} IS NOT NULL" for k in key)
+            result = self._con.execute(
+                f"DELETE FROM {quote(self._stage_name)} WHERE {quote(SEQ)} IN ("
+                f"SELECT {quote(SEQ)} FROM (SELECT {quote(SEQ)}, row_number() OVER ("
+                f"PARTITION BY {partition} ORDER BY {order}{quote(SEQ)} {seq_direction}) AS rn "
+                f"FROM {quote(self._stage_name)} WHERE {not_null}) WHERE rn > 1)"
+            ).fetchone()
+            removed += int(result[0]) if result else 0
+        return removed
+
+    def _merge(self, deduplicated: int) -> LoadCounts:
+        pk = self._target.primary_key
+        staged = self._count(self._stage_name)
+        values = [c for c in self._seen if c not in pk]
+        updated = 0
+        if values:
+            join = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in pk)
+            changed = " OR ".join(f"t.{quote(c)} IS DISTINCT FROM s.{quote(c)}" for c in values)
+            assign = ", ".join(f"{quote(c)} = s.{quote(c)}" for c in values)
+            result = self._con.execute(
+                f"UPDATE {quote(self._table)} AS t SET {assign} "
+                f"FROM {quote(self._stage_name)} AS s WHERE {join} AND ({changed})"
+            ).fetchone()
+            updated = int(result[0]) if result else 0
+        inserted = self._insert_staged(only_new=True)
+        return LoadCounts(inserted, updated, staged - inserted - updated, deduplicated)
+
+    def _insert_staged(self, *, only_new: bool) -> int:
+        names = ", ".join(quote(c) for c in self._seen)
+        sql = (
+            f"INSERT INTO {quote(self._write_into)} ({names}) "
+            f"SELECT {names} FROM {quote(self._stage_name)} AS s"
+        )
+        if only_new:
+            join = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in self._target.primary_key)
+            sql += f" WHERE NOT EXISTS (SELECT 1 FROM {quote(self._table)} AS t WHERE {join})"
+        result = self._con.execute(sql + f" ORDER BY s.{quote(SEQ)}").fetchone()
+        return int(result[0]) if result else 0
+
+    def _count(self, table: str) -> int:
+        result = self._con.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()
+        return int(result[0]) if result else 0
+
+    # ------------------------------------------------------------ bookkeeping
+
+    def write_quarantine(self, rows: pl.DataFrame, *, run_id: str, resource: str) -> None:
+        """Append rejected records to ``_ladle_quarantine`` in this transaction."""
+        if rows.height == 0:
+            return
+        frame = rows.with_columns(
+            pl.lit(run_id).alias("run_id"),
+            pl.lit(self._target.pipeline).alias("pipeline"),
+            pl.lit(resource).alias("resource"),
+            pl.lit(datetime.now(UTC)).alias("quarantined_at"),
+        )
+        with _translated("writing the quarantine"):
+            _insert_frame(self._con, QUARANTINE.name, frame)
+
+    def write_state(self, resource: str, key: str, value: Any, *, run_id: str) -> None:
+        """Replace one ``_ladle_state`` entry in this transaction."""
+        pipeline = self._target.pipeline
+        with _translated("writing state"):
+            self._con.execute(
+                f"DELETE FROM {quote(STATE.name)} WHERE pipeline = ? AND resource = ? AND key = ?",
+                [pipeline, resource, key],
+            )
+            self._con.execute(
+                f"INSERT INTO {quote(STATE.name)} VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    pipeline,
+                    resource,
+                    key,
+                    json.dumps(value, default=str),
+                    run_id,
+                    datetime.now(UTC),
+                ],
+            )
+
+    def write_ledger(self, entry: RunEntry) -> None:
+        """Write the ledger row's final values in this transaction."""
+        with _translated("writing the ledger"):
+            _write_ledger(self._con, entry)
+
+    def commit(self) -> None:
+        """Commit data, quarantine, state and ledger together."""
+        with _translated(f"committing {self._table!r}"):
+            self._con.commit()
+
+    def rollback(self) -> None:
+        """Undo everything this load did."""
+        with _translated(f"rolling back {self._table!r}"):
+            self._con.rollback()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@contextmanager
+def _translated(doing: str) -> Iterator[None]:
+    """Turn DuckDB's errors into DestinationError at the boundary."""
+    duckdb = _import_duckdb()
+    try:
+        yield
+    except duckdb.Error as exc:
+        message = re.sub(r"\s+", " ", str(exc)).strip()
+        raise DestinationError(f"DuckDB error while {doing}: {message}") from exc
+
+
+def _columns(con: DuckDBPyConnection, table: str) -> dict[str, ColumnType] | None:
+    """The table's columns and types, or None if there is no such table."""
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = ? AND table_schema IN ('main', 'temp') ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    if not rows:
+        return None
+    return {str(name): _from_duckdb(str(sql_type)) for name, sql_type in rows}
+
+
+_DUCKDB_KINDS = {
+    "VARCHAR": Kind.TEXT, "INTEGER": Kind.INT, "BIGINT": Kind.BIGINT, "DOUBLE": Kind.DOUBLE,
+    "BOOLEAN": Kind.BOOL, "DATE": Kind.DATE, "TIMESTAMP": Kind.TIMESTAMP,
+    "TIMESTAMP WITH TIME ZONE": Kind.TIMESTAMPTZ, "JSON": Kind.JSON,
+}  # fmt: skip
+_DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
+
+
+def _from_duckdb(sql_type: str) -> ColumnType:
+    match = _DECIMAL.fullmatch(sql_type)
+    if match:
+        return ColumnType(Kind.DECIMAL, int(match.group(1)), int(match.group(2)))
+    return ColumnType(_DUCKDB_KINDS.get(sql_type, Kind.TEXT))
+
+
+def _create_sql(table: TableDef) -> str:
+    columns = [f"{quote(name)} {kind.duckdb}" for name, kind in table.columns]
+    if table.primary_key:
+        columns.append(f"PRIMARY KEY ({', '.join(quote(k) for k in table.primary_key)})")
+    return f"CREATE TABLE IF NOT EXISTS {quote(table.name)} ({', '.join(columns)})"
+
+
+def _insert_frame(con: DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    con.register("_ladle_rows", frame.to_arrow())
+    try:
+        names = ", ".join(quote(c) for c in frame.columns)
+        con.execute(f"INSERT INTO {quote(table)} ({names}) SELECT {names} FROM _ladle_rows")
+    finally:
+        con.unregister("_ladle_rows")
+
+
+def _write_ledger(con: DuckDBPyConnection, entry: RunEntry) -> None:
+    row = entry.row()
+    con.execute(
+        f"DELETE FROM {quote(RUNS.name)} WHERE run_id = ? AND resource = ?",
+        [entry.run_id, entry.resource],
+    )
+    names = ", ".join(quote(c) for c in row)
+    marks = ", ".join("?" for _ in row)
+    con.execute(f"INSERT INTO {quote(RUNS.name)} ({names}) VALUES ({marks})", list(row.values()))

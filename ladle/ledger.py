@@ -1,0 +1,84 @@
+"""The run ledger, ``_ladle_runs``: one row per resource per run, the invariant's counts.
+
+The row is written as ``running`` in its own transaction when a resource starts, and
+rewritten as ``succeeded`` in the same transaction as the data it describes, or as
+``failed`` (with the error) after a rollback. A process killed in between leaves
+``running``; :func:`display_status` shows such a row as ``died``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ladle.batch import Counts
+from ladle.schema import ColumnType, Kind, TableDef
+
+RUNNING, SUCCEEDED, FAILED, DIED = "running", "succeeded", "failed", "died"
+
+_T, _BIG, _F, _TS = (ColumnType(k) for k in (Kind.TEXT, Kind.BIGINT, Kind.DOUBLE, Kind.TIMESTAMPTZ))
+
+RUNS = TableDef(
+    "_ladle_runs",
+    (
+        ("run_id", _T), ("pipeline", _T), ("resource", _T), ("table_name", _T), ("status", _T),
+        ("fetched", _BIG), ("inserted", _BIG), ("updated", _BIG), ("unchanged", _BIG),
+        ("deduplicated", _BIG), ("quarantined", _BIG), ("bytes_read", _BIG),
+        ("started_at", _TS), ("finished_at", _TS), ("error", _T), ("peak_memory_mb", _F),
+        ("ladle_version", _T), ("config_hash", _T), ("host", _T), ("pid", _BIG),
+        ("write_mode", _T),
+    ),
+    ("run_id", "resource"),
+)  # fmt: skip
+
+
+@dataclass
+class RunEntry:
+    """The ledger row of one resource in one run."""
+
+    run_id: str
+    pipeline: str
+    resource: str
+    table_name: str
+    write_mode: str
+    config_hash: str
+    ladle_version: str
+    counts: Counts = field(default_factory=Counts)
+    status: str = RUNNING
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    finished_at: datetime | None = None
+    error: str | None = None
+    peak_memory_mb: float | None = None
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+
+    def row(self) -> dict[str, Any]:
+        """The values of the ledger row, by column name."""
+        c = self.counts
+        return {
+            "run_id": self.run_id, "pipeline": self.pipeline, "resource": self.resource,
+            "table_name": self.table_name, "status": self.status, "fetched": c.fetched,
+            "inserted": c.inserted, "updated": c.updated, "unchanged": c.unchanged,
+            "deduplicated": c.deduplicated, "quarantined": c.quarantined,
+            "bytes_read": c.bytes_read, "started_at": self.started_at,
+            "finished_at": self.finished_at, "error": self.error,
+            "peak_memory_mb": self.peak_memory_mb, "ladle_version": self.ladle_version,
+            "config_hash": self.config_hash, "host": self.host, "pid": self.pid,
+            "write_mode": self.write_mode,
+        }  # fmt: skip
+
+
+def display_status(status: str, host: str | None, pid: int | None) -> str:
+    """``died`` for a row still ``running`` whose process on this host no longer exists."""
+    if status != RUNNING or host != socket.gethostname() or pid is None:
+        return status
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return DIED
+    except PermissionError:
+        return status
+    return status

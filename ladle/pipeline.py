@@ -1,0 +1,412 @@
+"""Running a pipeline: per resource, source -> steps -> destination, every record accounted for.
+
+The policy lives here, in layers that each add one concern: :meth:`Pipeline.run`
+opens the destination and walks the resources; :func:`_run_resource` owns the ledger
+row and the transaction (commit on success, rollback and a ``failed`` row otherwise);
+:func:`_process_batch` runs the steps over one batch and routes every record to the
+load, the quarantine or the deduplicated count. The invariant is checked before commit.
+"""
+
+from __future__ import annotations
+
+import resource as _rusage
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import polars as pl
+import structlog
+
+from ladle.batch import ROW, Counts, SourceBatch, empty_rejects
+from ladle.columns import ColumnSpec
+from ladle.config import PipelineConfig, Resource, WriteMode, load
+from ladle.destinations import Destination, Load, LoadTarget, connect, default_url, mask
+from ladle.errors import LadleError, StepError
+from ladle.ledger import FAILED, SUCCEEDED, RunEntry
+from ladle.quarantine import rows_from_rejects, rows_from_unreadable
+from ladle.schema import ColumnType, normalize_name
+from ladle.sources import SourceContext
+from ladle.state import LAST_RUN
+from ladle.steps import Step, StepContext
+from ladle.steps import registry as step_registry
+from ladle.steps.dedupe import Dedupe
+
+SEQ = "_ladle_seq"
+_SHAPING = frozenset({"rename", "select", "drop"})
+log = structlog.get_logger("ladle")
+
+
+def ladle_version() -> str:
+    """The installed version of ladle, as the ledger records it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ladle")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``ladle run`` may change about a run."""
+
+    resources: tuple[str, ...] = ()
+    """Only these resources (all when empty)."""
+    destination: str | None = None
+    """Overrides the pipeline file's destination."""
+    full_refresh: bool = False
+    """Ignore stored state (cursors, processed files) and load everything again."""
+    dry_run: bool = False
+    """Read, check and transform, but write nothing."""
+
+
+@dataclass
+class ResourceResult:
+    """How one resource's load ended."""
+
+    resource: str
+    table: str
+    status: str
+    counts: Counts
+    seconds: float
+    error: str | None = None
+    ready: int = 0
+    """Rows that reached the load (after steps); in a dry run, what would have been loaded."""
+
+
+@dataclass
+class RunSummary:
+    """What ``Pipeline.run`` returns: one result per resource."""
+
+    run_id: str
+    pipeline: str
+    destination: str
+    dry_run: bool
+    resources: list[ResourceResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every resource succeeded."""
+        return all(r.status == SUCCEEDED for r in self.resources)
+
+
+class RunObserver(Protocol):
+    """Told about progress; the CLI draws progress bars or logs from it."""
+
+    def resource_started(self, resource: str) -> None:
+        """A resource begins."""
+
+    def batch_loaded(self, resource: str, counts: Counts) -> None:
+        """A batch went through; ``counts`` are the resource's running totals."""
+
+    def resource_finished(self, result: ResourceResult) -> None:
+        """A resource ended (succeeded or failed)."""
+
+
+class _LogObserver:
+    """Default observer: structured log lines."""
+
+    def resource_started(self, resource: str) -> None:
+        log.info("resource started", resource=resource)
+
+    def batch_loaded(self, resource: str, counts: Counts) -> None:
+        log.info("batch staged", resource=resource, fetched=counts.fetched)
+
+    def resource_finished(self, result: ResourceResult) -> None:
+        log.info(
+            "resource finished",
+            resource=result.resource,
+            status=result.status,
+            error=result.error,
+            **vars(result.counts),
+        )
+
+
+class Pipeline:
+    """A validated pipeline file, ready to run."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.config = config
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Pipeline:
+        """Load and validate a pipeline file; ConfigError names file, line and key."""
+        return cls(load(path))
+
+    @property
+    def name(self) -> str:
+        """The pipeline's name."""
+        return self.config.name
+
+    def destination_url(self, override: str | None = None) -> str:
+        """The destination this run writes to: override, file, or the DuckDB default."""
+        return override or self.config.spec.destination or default_url(self.name)
+
+    def run(
+        self, options: RunOptions | None = None, observer: RunObserver | None = None
+    ) -> RunSummary:
+        """Load every (selected) resource; a failed resource does not stop the others."""
+        options = options or RunOptions()
+        observer = observer or _LogObserver()
+        selected = self._select(options.resources)
+        url = self.destination_url(options.destination)
+        summary = RunSummary(uuid.uuid4().hex[:12], self.name, mask(url), options.dry_run)
+        destination = None if options.dry_run else connect(url, base_dir=self.config.base_dir)
+        try:
+            for res in selected:
+                observer.resource_started(res.name)
+                result = _run_resource(self.config, res, destination, summary.run_id, observer)
+                summary.resources.append(result)
+                observer.resource_finished(result)
+        finally:
+            if destination is not None:
+                destination.close()
+        return summary
+
+    def _select(self, names: tuple[str, ...]) -> list[Resource]:
+        resources = self.config.resources
+        unknown = [n for n in names if n not in resources]
+        if unknown:
+            from ladle.errors import ConfigError
+
+            raise ConfigError(
+                f"no resource named {', '.join(map(repr, unknown))}; "
+                f"the file has {', '.join(resources)}",
+                file=str(self.config.path),
+            )
+        return [resources[n] for n in names] if names else list(resources.values())
+
+
+def _run_resource(
+    config: PipelineConfig,
+    res: Resource,
+    destination: Destination | None,
+    run_id: str,
+    observer: RunObserver,
+) -> ResourceResult:
+    """One resource in one transaction: committed with its ledger row, or rolled back."""
+    started = time.monotonic()
+    entry = RunEntry(
+        run_id=run_id,
+        pipeline=config.name,
+        resource=res.name,
+        table_name=res.table,
+        write_mode=res.spec.write.value,
+        config_hash=config.config_hash,
+        ladle_version=ladle_version(),
+    )
+    steps = _build_steps(config, res)
+    target = _target(config, res, steps)
+    load = None
+    try:
+        if destination is not None:
+            destination.record_run(entry)
+            load = destination.begin(target)
+        ready = _stream(config, res, steps, load=load, entry=entry, observer=observer)
+        if load is not None:
+            _finish(res, load, entry, run_id)
+        entry.status = SUCCEEDED
+        return ResourceResult(
+            res.name, res.table, SUCCEEDED, entry.counts, time.monotonic() - started, ready=ready
+        )
+    except Exception as exc:
+        message = (
+            mask(str(exc)) if isinstance(exc, LadleError) else mask(f"{type(exc).__name__}: {exc}")
+        )
+        if load is not None:
+            try:
+                load.rollback()
+            except LadleError as rollback_error:
+                log.warning("rollback failed", resource=res.name, error=str(rollback_error))
+        if destination is not None:
+            entry.status, entry.error = FAILED, message
+            entry.finished_at = _now()
+            entry.peak_memory_mb = _peak_memory_mb()
+            destination.record_run(entry)
+        if not isinstance(exc, LadleError):
+            raise
+        return ResourceResult(
+            res.name, res.table, FAILED, entry.counts, time.monotonic() - started, message
+        )
+
+
+def _stream(
+    config: PipelineConfig,
+    res: Resource,
+    steps: list[tuple[str, Step]],
+    *,
+    load: Load | None,
+    entry: RunEntry,
+    observer: RunObserver,
+) -> int:
+    """Read every batch, run the steps, stage the survivors; return how many reached the load."""
+    from ladle.sources import registry as source_registry
+
+    context = SourceContext(res.name, res.spec.batch_size, config.base_dir)
+    source = source_registry()[res.source_type].build(res.source_options, context)
+    counts = entry.counts
+    seq = 0
+    ready = 0
+    for batch in source.batches():
+        frame, quarantined, deduplicated = _process_batch(res, steps, batch)
+        counts.fetched += batch.fetched
+        counts.bytes_read += batch.bytes_read
+        counts.deduplicated += deduplicated
+        counts.quarantined += quarantined.height
+        staged = frame.with_columns((pl.col(ROW).cast(pl.Int64) + seq).alias(SEQ)).drop(ROW)
+        seq += batch.frame.height
+        ready += staged.height
+        if load is not None:
+            load.stage(staged)
+            load.write_quarantine(quarantined, run_id=entry.run_id, resource=res.name)
+        observer.batch_loaded(res.name, counts)
+    return ready
+
+
+def _process_batch(
+    res: Resource, steps: list[tuple[str, Step]], batch: SourceBatch
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """Run the steps over one batch: (rows to load, quarantine rows, rows deduplicated)."""
+    source = batch.frame.with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64))
+    frame = source.rename(_normalized_names(batch.frame.columns))
+    rejects = [empty_rejects()]
+    deduplicated = 0
+    for name, step in steps:
+        before = frame.height
+        result = step(frame)
+        removed = before - result.frame.height
+        rejected = result.rejects.get_column(ROW).n_unique() if result.rejects.height else 0
+        if removed != rejected + result.deduplicated:
+            raise StepError(
+                f"{removed} rows left the batch but {rejected} were rejected and "
+                f"{result.deduplicated} deduplicated; a step must account for every row",
+                resource=res.name,
+                step=name,
+            )
+        frame = result.frame
+        rejects.append(result.rejects)
+        deduplicated += result.deduplicated
+    quarantined = pl.concat(
+        [
+            rows_from_rejects(pl.concat(rejects), source, batch.positions),
+            rows_from_unreadable(batch.unreadable),
+        ]
+    )
+    return frame, quarantined, deduplicated
+
+
+def _finish(res: Resource, load: Load, entry: RunEntry, run_id: str) -> None:
+    """Merge, check the invariant, then write state and ledger and commit, all at once."""
+    counts = entry.counts
+    result = load.finish()
+    counts.inserted, counts.updated, counts.unchanged = (
+        result.inserted,
+        result.updated,
+        result.unchanged,
+    )
+    counts.deduplicated += result.deduplicated
+    if not counts.balanced:
+        raise LadleError(
+            f"resource {res.name!r}: the ledger does not balance (fetched {counts.fetched} != "
+            f"inserted {counts.inserted} + updated {counts.updated} + unchanged "
+            f"{counts.unchanged} + deduplicated {counts.deduplicated} + quarantined "
+            f"{counts.quarantined}); nothing was committed"
+        )
+    entry.status = SUCCEEDED
+    entry.finished_at = _now()
+    entry.peak_memory_mb = _peak_memory_mb()
+    state = {"run_id": run_id, "table": res.table, "rows": counts.inserted + counts.updated}
+    load.write_state(res.name, LAST_RUN, state, run_id=run_id)
+    load.write_ledger(entry)
+    load.commit()
+
+
+def _build_steps(config: PipelineConfig, res: Resource) -> list[tuple[str, Step]]:
+    """The resource's steps, with cast and validate of the declared columns put in.
+
+    Unless the file lists ``cast`` / ``validate`` itself, both run right after the
+    leading rename/select/drop steps: types are known before ``derive`` and ``dedupe``.
+    """
+    context = StepContext(
+        resource=res.name,
+        columns=_columns_with_key_required(res),
+        primary_key=tuple(res.spec.primary_key),
+        timezone=config.spec.timezone,
+    )
+    kinds = step_registry()
+    configured = [(s.name, s.options) for s in res.steps]
+    names = {name for name, _ in configured}
+    lead = 0
+    while lead < len(configured) and configured[lead][0] in _SHAPING:
+        lead += 1
+    implicit = [(n, None) for n in ("cast", "validate") if n not in names]
+    ordered = configured[:lead] + implicit + configured[lead:]
+    built = []
+    for name, options in ordered:
+        try:
+            built.append((name, kinds[name].build(options, context)))
+        except LadleError:
+            raise
+        except Exception as exc:
+            raise StepError(str(exc), resource=res.name, step=name) from exc
+    return built
+
+
+def _columns_with_key_required(res: Resource) -> Mapping[str, ColumnSpec]:
+    columns = dict(res.spec.columns)
+    for key in res.spec.primary_key:
+        spec = columns.get(key, ColumnSpec())
+        columns[key] = spec.model_copy(update={"required": True})
+    return columns
+
+
+def _target(config: PipelineConfig, res: Resource, steps: list[tuple[str, Step]]) -> LoadTarget:
+    declared: dict[str, ColumnType] = {
+        name: spec.type for name, spec in res.spec.columns.items() if spec.type is not None
+    }
+    target = LoadTarget(
+        pipeline=config.name,
+        table=res.table,
+        write=res.spec.write,
+        primary_key=tuple(res.spec.primary_key),
+        declared=declared,
+    )
+    dedupes = [step for _, step in steps if isinstance(step, Dedupe)]
+    if dedupes:
+        last = dedupes[-1]
+        target = replace(
+            target, dedupe_on=last.key, dedupe_keep=last.keep, dedupe_order_by=last.order_by
+        )
+    if res.spec.write is WriteMode.MERGE and not target.primary_key:  # pragma: no cover
+        raise StepError("merge needs a primary_key", resource=res.name, step="write")
+    return target
+
+
+def _normalized_names(columns: list[str]) -> dict[str, str]:
+    """snake_case every column name; a clash gets a numeric suffix rather than losing data."""
+    mapping: dict[str, str] = {}
+    taken: set[str] = set()
+    for column in columns:
+        name = normalize_name(column)
+        candidate, n = name, 2
+        while candidate in taken:
+            candidate, n = f"{name}_{n}", n + 1
+        taken.add(candidate)
+        mapping[column] = candidate
+    return mapping
+
+
+def _peak_memory_mb() -> float:
+    peak = _rusage.getrusage(_rusage.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)

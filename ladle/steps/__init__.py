@@ -1,0 +1,64 @@
+"""Steps: vectorized transformations of a batch, named by their key in the pipeline file.
+
+A step is a small callable (like a structlog processor): it decides once in
+``__init__`` from its options and the resource's declarations, then works per batch
+in ``__call__``, returning a :class:`~ladle.batch.StepResult`. A row that fails a
+rule becomes a reject with {field, rule, value, message}; it never fails the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import polars as pl
+from pydantic import TypeAdapter
+
+from ladle.batch import StepResult
+from ladle.columns import ColumnSpec
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a step may know about its resource."""
+
+    resource: str
+    columns: Mapping[str, ColumnSpec] = field(default_factory=dict)
+    primary_key: tuple[str, ...] = ()
+    timezone: str = "UTC"
+    """Zone for naive datetimes cast to ``timestamptz`` when a column names none."""
+
+
+class Step(Protocol):
+    """A transformation of one batch."""
+
+    def __call__(self, frame: pl.DataFrame) -> StepResult:
+        """Transform ``frame``; rows taken out are rejects or counted as deduplicated."""
+        ...
+
+
+StepFactory = Callable[[Any, StepContext], Step]
+
+
+@dataclass(frozen=True)
+class StepKind:
+    """A registered step key: how its options validate and how to build it."""
+
+    options: TypeAdapter[Any]
+    build: StepFactory
+
+
+def registry() -> dict[str, StepKind]:
+    """Every step by its key in the pipeline file."""
+    from ladle.steps import cast, columns, dedupe, derive, validate
+
+    return {
+        "rename": StepKind(TypeAdapter(columns.RenameOptions), columns.Rename),
+        "select": StepKind(TypeAdapter(columns.ColumnList), columns.Select),
+        "drop": StepKind(TypeAdapter(columns.ColumnList), columns.Drop),
+        "cast": StepKind(TypeAdapter(cast.CastOptions), cast.Cast),
+        "derive": StepKind(TypeAdapter(derive.DeriveOptions), derive.Derive),
+        "validate": StepKind(TypeAdapter(validate.ValidateOptions), validate.Validate),
+        "dedupe": StepKind(TypeAdapter(dedupe.DedupeOptions), dedupe.Dedupe),
+    }
