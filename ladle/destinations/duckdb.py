@@ -165,7 +165,8 @@ class DuckDBLoad:
             )
 
     def _create(self, table: str, types: Mapping[str, ColumnType | None]) -> None:
-        pk = self._target.primary_key
+        # Only a merge table gets a PRIMARY KEY: append may legitimately repeat keys.
+        pk = self._target.primary_key if self._target.write is WriteMode.MERGE else ()
         columns = [f"{quote(c)} {(t or ColumnType(Kind.TEXT)).duckdb}" for c, t in types.items()]
         missing = [k for k in pk if k not in types]
         if missing:

@@ -1,0 +1,160 @@
+"""The facilities example end to end on DuckDB: exact counts from the generator's manifest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ladle import Pipeline, RunOptions
+from ladle.batch import Counts
+from ladle.destinations import connect
+from ladle.quarantine import QUARANTINE
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "facilities"
+sys.path.insert(0, str(EXAMPLE))
+from generate import generate  # noqa: E402
+
+
+def _setup(tmp_path: Path, count: int = 300) -> tuple[Path, dict[str, Any], dict[str, int]]:
+    shutil.copy(EXAMPLE / "pipeline.yaml", tmp_path / "pipeline.yaml")
+    document, manifest = generate(count, seed=11)
+    _write(tmp_path, document)
+    return tmp_path / "pipeline.yaml", document, manifest
+
+
+def _write(tmp_path: Path, document: dict[str, Any]) -> None:
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "facilities.json").write_text(json.dumps(document))
+
+
+def _run(path: Path, url: str) -> Counts:
+    summary = Pipeline.from_yaml(path).run(RunOptions(destination=url))
+    assert summary.ok, summary.resources[0].error
+    counts = summary.resources[0].counts
+    assert counts.balanced
+    return counts
+
+
+def test_first_run_matches_manifest(tmp_path: Path, duckdb_url: str) -> None:
+    """Valid facilities are inserted once; invalid ones quarantined; re-sent ones deduplicated."""
+    path, _, manifest = _setup(tmp_path)
+    counts = _run(path, duckdb_url)
+    assert counts.fetched == manifest["records"]
+    assert counts.inserted == manifest["facilities"]
+    assert counts.quarantined == manifest["invalid"]
+    assert counts.deduplicated == manifest["duplicates"]
+    assert (counts.updated, counts.unchanged) == (0, 0)
+
+
+def test_loaded_rows_are_standardized(tmp_path: Path, duckdb_url: str) -> None:
+    """Aliased fields are merged, names trimmed, counties upper-cased, latest duplicate kept."""
+    path, document, _ = _setup(tmp_path)
+    _run(path, duckdb_url)
+    dest = connect(duckdb_url)
+    rows = {r["facility_code"]: r for r in dest.read("facilities", {}).to_dicts()}
+    dest.close()
+    resent = [r for r in document["facilities"] if isinstance(r["beds"], int) and r["beds"] >= 1000]
+    assert resent
+    for record in resent:
+        code = record.get("facility_code") or record.get("code")
+        assert rows[code]["beds"] == record["beds"]
+    for row in rows.values():
+        assert row["facility_name"] == " ".join(row["facility_name"].split())
+        assert row["county"] == row["county"].upper()
+        assert row["facility_type"] in {"hospital", "health_centre", "dispensary", "clinic"}
+        assert json.loads(row["services"])
+
+
+def test_quarantine_positions_point_at_bad_records(tmp_path: Path, duckdb_url: str) -> None:
+    """Each quarantined record's position indexes the broken record in the source file."""
+    path, document, manifest = _setup(tmp_path)
+    _run(path, duckdb_url)
+    dest = connect(duckdb_url)
+    rows = dest.read(QUARANTINE.name, {}).to_dicts()
+    dest.close()
+    assert len(rows) == manifest["invalid"]
+    rules = {}
+    for row in rows:
+        assert row["position"].startswith("data/facilities.json#facilities[")
+        index = int(row["position"].split("[")[1].rstrip("]"))
+        record = document["facilities"][index]
+        errors = json.loads(row["errors"])
+        rules[index] = {(e["field"], e["rule"]) for e in errors}
+        if "code" not in record and "facility_code" not in record:
+            assert ("facility_code", "required") in rules[index]
+        elif record["location"]["latitude"] > 90:
+            assert ("location__latitude", "max") in rules[index]
+        else:
+            assert record["opened_on"] == "sometime in 1998"
+            assert ("opened_on", "type") in rules[index]
+    expected = {("facility_code", "required"), ("location__latitude", "max"), ("opened_on", "type")}
+    assert set().union(*rules.values()) == expected
+
+
+def test_second_run_is_all_unchanged(tmp_path: Path, duckdb_url: str) -> None:
+    """The same input again inserts and updates nothing."""
+    path, _, manifest = _setup(tmp_path)
+    _run(path, duckdb_url)
+    again = _run(path, duckdb_url)
+    assert (again.inserted, again.updated) == (0, 0)
+    assert again.unchanged == manifest["facilities"]
+    assert again.deduplicated == manifest["duplicates"]
+    assert again.quarantined == manifest["invalid"]
+
+
+def test_changed_input_gives_exact_counts(tmp_path: Path, duckdb_url: str) -> None:
+    """Changing 7 facilities and adding 5 new ones gives 5 inserted and 7 updated."""
+    path, document, manifest = _setup(tmp_path)
+    _run(path, duckdb_url)
+    seen: set[str] = set()
+    changed = 0
+    for record in document["facilities"]:
+        code = record.get("facility_code") or record.get("code")
+        if code is None or code in seen or record["location"]["latitude"] > 90:
+            continue
+        if "sometime" in record["opened_on"]:
+            continue
+        seen.add(code)
+        copies = [
+            r for r in document["facilities"] if code in (r.get("code"), r.get("facility_code"))
+        ]
+        if len(copies) > 1:
+            continue
+        record["contacts"]["email"] = f"changed-{code}@example.org"
+        changed += 1
+        if changed == 7:
+            break
+    extra, _ = generate(5, seed=99)
+    for i, record in enumerate(extra["facilities"][:5]):
+        record.pop("code", None)
+        record["facility_code"] = f"KE-{90000 + i:05d}"
+        document["facilities"].append(record)
+    _write(tmp_path, document)
+    counts = _run(path, duckdb_url)
+    new_valid = 5 - sum(
+        1 for r in extra["facilities"][:5]
+        if r["location"]["latitude"] > 90 or "sometime" in r["opened_on"]
+    )  # fmt: skip
+    assert counts.updated == 7
+    assert counts.inserted == new_valid
+    assert counts.unchanged == manifest["facilities"] - 7
+
+
+@pytest.mark.parametrize("mode", ["append", "replace"])
+def test_other_write_modes_balance(tmp_path: Path, duckdb_url: str, mode: str) -> None:
+    """append and replace load the same valid rows and keep the invariant."""
+    path, _, manifest = _setup(tmp_path)
+    text = path.read_text().replace("write: merge", f"write: {mode}")
+    path.write_text(text)
+    first = _run(path, duckdb_url)
+    second = _run(path, duckdb_url)
+    assert first.inserted == second.inserted == manifest["facilities"]
+    dest = connect(duckdb_url)
+    loaded = dest.read("facilities", {}).height
+    dest.close()
+    assert loaded == manifest["facilities"] * (2 if mode == "append" else 1)
