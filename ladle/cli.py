@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 import polars as pl
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -29,8 +30,9 @@ from ladle.pipeline import Pipeline, ResourceResult, RunObserver, RunOptions, Ru
 from ladle.quarantine import QUARANTINE
 
 F = TypeVar("F", bound=Callable[..., Any])
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+# Off a terminal (CI logs, pipes) tables get room rather than the default 80 columns.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _interactive() -> bool:
@@ -43,7 +45,7 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except LadleError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(1)
 
 
@@ -129,8 +131,8 @@ def _print_summary(summary: RunSummary) -> None:
         c = r.counts
         style = "green" if r.status == "succeeded" else "red"
         table.add_row(
-            r.resource,
-            r.table,
+            escape(r.resource),
+            escape(r.table),
             f"[{style}]{r.status}[/{style}]",
             f"{c.fetched:,}",
             f"{c.inserted:,}",
@@ -143,7 +145,7 @@ def _print_summary(summary: RunSummary) -> None:
     out.print(table)
     for r in summary.resources:
         if r.error:
-            out.print(f"[red]{r.resource}: {r.error}[/red]")
+            out.print(f"[red]{escape(r.resource)}: {escape(r.error)}[/red]")
         if summary.dry_run:
             out.print(f"{r.resource}: {r.ready:,} rows would be loaded")
 
@@ -191,6 +193,9 @@ def _open(
     return connect(url), name
 
 
+_COUNTS = ("fetched", "inserted", "updated", "unchanged", "deduplicated", "quarantined")
+
+
 @main.command()
 @_destination_options
 @click.option("--last", default=20, show_default=True, help="How many runs to show.")
@@ -217,22 +222,12 @@ def runs(file: Path | None, pipeline_name: str | None, destination: str | None, 
         )
         table.add_row(
             row["run_id"],
-            row["resource"],
+            escape(row["resource"]),
             f"[{style}]{status}[/{style}]",
-            *(
-                f"{row[k]:,}"
-                for k in (
-                    "fetched",
-                    "inserted",
-                    "updated",
-                    "unchanged",
-                    "deduplicated",
-                    "quarantined",
-                )
-            ),
+            *(f"{row[k]:,}" for k in _COUNTS),
             row["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
             secs,
-            (row["error"] or "")[:200],
+            escape((row["error"] or "")[:200]),
         )
     out.print(table)
 
@@ -264,7 +259,9 @@ def quarantine_list(
             pl.len().alias("records"), pl.col("position").first().alias("first")
         )
         for row in grouped.iter_rows(named=True):
-            table.add_row(row["run_id"], row["resource"], f"{row['records']:,}", row["first"])
+            table.add_row(
+                row["run_id"], escape(row["resource"]), f"{row['records']:,}", escape(row["first"])
+            )
     out.print(table)
 
 
@@ -294,12 +291,12 @@ def quarantine_show(
         out.print(f"no quarantined records for run {run_id}")
         return
     for row in rows.iter_rows(named=True):
-        out.print(f"[bold]{row['resource']}[/bold] {row['position']}")
+        out.print(f"[bold]{escape(row['resource'])}[/bold] {escape(row['position'])}")
         for error in json.loads(row["errors"]):
             field = f"{error['field']}: " if error.get("field") else ""
             value = f" (value {error['value']!r})" if error.get("value") is not None else ""
-            out.print(f"  {field}[{error['rule']}] {error['message']}{value}")
-        out.print(f"  raw: {row['raw']}")
+            out.print(escape(f"  {field}[{error['rule']}] {error['message']}{value}"))
+        out.print(escape(f"  raw: {row['raw']}"))
 
 
 # ------------------------------------------------------------------ init

@@ -143,7 +143,7 @@ class _Reader:
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
-                key = str(yaml.safe_load(yaml.serialize(key_node)))
+                key = str(self._scalar(key_node))
                 if key in out:
                     raise ConfigError(
                         "duplicate key",
@@ -157,13 +157,18 @@ class _Reader:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.read(item, (*path, i)) for i, item in enumerate(node.value)]
-        value = yaml.safe_load(yaml.serialize(node))
+        value = self._scalar(node)
         if isinstance(value, str) and "$" in value:
             self.literal[path] = value
             return self._VAR.sub(lambda m: self._substitute(m, path), value)
         if isinstance(value, str):
             self.literal[path] = value
         return value
+
+    @staticmethod
+    def _scalar(node: yaml.Node) -> Any:
+        """A scalar's value with YAML's usual typing (ints, bools, nulls)."""
+        return yaml.SafeLoader("").construct_object(node, deep=True)
 
     def _substitute(self, match: re.Match[str], path: Path_) -> str:
         if match.group(0) == "$$":
@@ -310,7 +315,7 @@ def _from_validation(
             key = _dotted(parent)
             line = reader.lines.get(loc, _nearest_line(reader.lines, parent))
         else:
-            text = str(error["msg"])
+            text = str(error["msg"]).removeprefix("Value error, ")
             if error["type"] == "missing":
                 text = f"missing required key {str(loc[-1])!r}"
                 key = _dotted(loc[:-1])

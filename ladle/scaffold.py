@@ -26,7 +26,7 @@ resources:
     columns:
       order_id: {{type: bigint, required: true}}
       status: {{type: text, in: [new, paid, shipped, cancelled]}}
-      amount: {{type: decimal(12,2), min: 0}}
+      amount: {{type: "decimal(12,2)", min: 0}}
       ordered_at: {{type: timestamptz}}
     steps:
       - rename: {{orderId: order_id}}
