@@ -45,18 +45,18 @@ def test_sigkill_mid_load_leaves_target_unchanged(tmp_path: Path, duckdb_url: st
     assert first.ok
     _write_events(tmp_path / "events.jsonl", 300_000, version=2)
     ladle = Path(sys.executable).parent / "ladle"
-    process = subprocess.Popen(
-        [str(ladle), "run", str(pipeline)], cwd=tmp_path, stderr=subprocess.PIPE, text=True
-    )
-    assert process.stderr is not None
     staged = 0
-    for line in process.stderr:
-        if json.loads(line).get("event") == "batch staged":
-            staged += 1
-            if staged == 3:
-                os.kill(process.pid, signal.SIGKILL)
-                break
-    process.wait()
+    with subprocess.Popen(
+        [str(ladle), "run", str(pipeline)], cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if json.loads(line).get("event") == "batch staged":
+                staged += 1
+                if staged == 3:
+                    os.kill(process.pid, signal.SIGKILL)
+                    break
+        process.wait()
     assert process.returncode == -signal.SIGKILL
     dest = connect(duckdb_url)
     rows = dest.read("events", {}, order_by=["id"])

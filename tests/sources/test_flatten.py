@@ -134,7 +134,7 @@ def _pruned(value: Any) -> Any:
     if not isinstance(value, dict):
         return value
     kept = {key: _pruned(child) for key, child in value.items()}
-    return {key: child for key, child in kept.items() if child != {} or not isinstance(child, dict)}
+    return {key: child for key, child in kept.items() if child != {}}
 
 
 def _unflatten(row: dict[str, Any], list_columns: set[str]) -> dict[str, Any]:
