@@ -16,7 +16,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	cd examples/facilities && ../../$(BIN)/python generate.py --out data && \
-		../../$(BIN)/ladle run pipeline.yaml && ../../$(BIN)/ladle runs --last 3
+		../../$(BIN)/ladle run pipeline.yaml && ../../$(BIN)/ladle runs pipeline.yaml --last 3
 
 lint: $(STAMP)
 	$(BIN)/ruff check ladle tests examples

@@ -211,7 +211,8 @@ def runs(file: Path | None, pipeline_name: str | None, destination: str | None, 
     table = Table(title=f"runs in {dest.url}", title_justify="left")
     headers = ("run", "resource", "status", "fetched", "inserted", "updated", "unchanged")
     for h in (*headers, "dedup", "quarant.", "started (UTC)", "secs", "error"):
-        table.add_column(h, overflow="fold")
+        numeric = h not in ("run", "resource", "status", "started (UTC)", "error")
+        table.add_column(h, overflow="fold", justify="right" if numeric else "left")
     for row in rows.iter_rows(named=True):
         status = display_status(row["status"], row["host"], row["pid"])
         style = {"succeeded": "green", "failed": "red", "died": "red"}.get(status, "yellow")
