@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ladle.sources.flatten import ColumnClash, flatten_frame, records_to_frame
@@ -148,6 +148,7 @@ def _unflatten(row: dict[str, Any], list_columns: set[str]) -> dict[str, Any]:
     return record
 
 
+@settings(deadline=None)
 @given(_RECORDS)
 def test_flattening_one_record_loses_nothing(record: dict[str, Any]) -> None:
     """Unflattening the row (split names on ``__``, parse list text) gives the record back."""

@@ -1,0 +1,253 @@
+"""The ``file`` source: a path or glob of JSON, JSON Lines, CSV or Parquet files, maybe gzipped.
+
+This module finds the files, opens them (through ``gzip`` for ``.gz``), picks the
+reader for each, and keeps the byte count honest; the readers turn bytes into batches.
+A file that cannot be read at all stops the run with a :class:`~ladle.errors.SourceError`
+naming it; a record that cannot be read goes to quarantine with its position.
+"""
+
+from __future__ import annotations
+
+import codecs
+import glob
+import gzip
+import io
+import os
+import zlib
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import IO, Literal, cast
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from ladle.batch import SourceBatch
+from ladle.errors import SourceError
+from ladle.sources import SourceContext
+
+Format = Literal["json", "jsonl", "ndjson", "csv", "parquet"]
+
+_EXTENSIONS: dict[str, Format] = {
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+_BUFFER = 1 << 20
+
+
+class FileOptions(BaseModel):
+    """A resource's ``source:`` when it reads files; validated with the pipeline file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["file"]
+    path: str
+    """A path or glob, relative to the pipeline file's directory; matches are read sorted."""
+    format: Format | None = None
+    """None: from the extension, after stripping ``.gz``."""
+    records: str | None = None
+    """JSON documents: the dotted path of the array of records, e.g. ``payload.facilities``."""
+    encoding: str = "utf-8"
+    """Text encoding; UTF-8 also strips a byte order mark."""
+    delimiter: str | None = None
+    """CSV: None sniffs it from the start of the file, falling back to ``,``."""
+    quotechar: str | None = None
+    """CSV: None sniffs it from the start of the file, falling back to ``"``."""
+    header: bool = True
+    """CSV: whether the first row names the columns (else ``column_1``, ``column_2``...)."""
+
+    @field_validator("path")
+    @classmethod
+    def _path_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("path must name a file or a glob such as data/*.jsonl")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r}; try utf-8, latin-1 or cp1252") from None
+        return value
+
+    @field_validator("delimiter", "quotechar")
+    @classmethod
+    def _one_character(cls, value: str | None) -> str | None:
+        if value is not None and len(value) != 1:
+            raise ValueError(f"must be a single character, got {value!r}")
+        return value
+
+
+class FileSource:
+    """Yield the records of every matching file, file after file, in sorted path order."""
+
+    def __init__(self, options: FileOptions, context: SourceContext) -> None:
+        self.options = options
+        self.context = context
+        self._base = Path(os.path.abspath(context.base_dir))
+
+    def paths(self) -> list[Path]:
+        """The files to read, sorted; raises SourceError when there are none."""
+        if not any(char in self.options.path for char in "*?["):
+            single = os.path.normpath(os.path.join(self._base, self.options.path))
+            if not os.path.isfile(single):
+                raise SourceError(
+                    f"file not found (looked in {self._base})", position=self.options.path
+                )
+            return [Path(single)]
+        # root_dir keeps glob characters in the base directory's own name literal.
+        matches = glob.glob(self.options.path, root_dir=self._base, recursive=True)
+        found = sorted(
+            os.path.normpath(os.path.join(self._base, match))
+            for match in matches
+            if os.path.isfile(os.path.join(self._base, match))
+        )
+        if not found:
+            raise SourceError(
+                f"no file matches {self.options.path!r} (looked in {self._base})",
+                position=self.options.path,
+            )
+        return [Path(p) for p in found]
+
+    def batches(self) -> Iterator[SourceBatch]:
+        """Yield every file's batches; each batch is one file's, at most ``batch_size`` rows."""
+        for path in self.paths():
+            yield from self._read(path)
+
+    def _read(self, path: Path) -> Iterator[SourceBatch]:
+        name = self._display(path)
+        fmt = _format_of(path, self.options.format, name)
+        gzipped = path.name.lower().endswith(".gz")
+        try:
+            size = path.stat().st_size
+            with (
+                _open(path, gzipped=gzipped) as (stream, consumed),
+                # Close the reader before its file, also when the consumer stops early.
+                closing(self._reader(fmt, stream, name, path=path, consumed=consumed)) as batches,
+            ):
+                yield from _all_bytes_counted(batches, size)
+        except gzip.BadGzipFile as exc:
+            raise SourceError(
+                f"not a gzip file ({exc}); if it is not compressed, drop the .gz extension",
+                position=name,
+            ) from exc
+        except (EOFError, zlib.error) as exc:
+            raise SourceError(
+                f"the gzip data is truncated or corrupt ({exc})", position=name
+            ) from exc
+        except OSError as exc:
+            raise SourceError(
+                f"cannot read the file: {exc.strerror or exc}", position=name
+            ) from exc
+        except UnicodeError as exc:
+            raise SourceError(
+                f"cannot decode the file as {self.options.encoding} ({exc}); "
+                "set `encoding:` to the file's encoding",
+                position=name,
+            ) from exc
+
+    def _reader(
+        self,
+        fmt: Format,
+        stream: IO[bytes],
+        name: str,
+        *,
+        path: Path,
+        consumed: Callable[[], int],
+    ) -> Generator[SourceBatch, None, None]:
+        # Readers are imported here so that validating a pipeline file does not load them.
+        options, batch_size = self.options, self.context.batch_size
+        if fmt == "parquet":
+            from ladle.sources.parquet_reader import read_parquet
+
+            # Parquet seeks; Arrow reads a plain file by path, faster than through Python.
+            source = stream if isinstance(stream, gzip.GzipFile) else str(path)
+            return read_parquet(source, name, batch_size=batch_size, size=path.stat().st_size)
+        if fmt == "csv":
+            from ladle.sources.csv_reader import read_csv
+
+            return read_csv(
+                stream,
+                name,
+                batch_size=batch_size,
+                encoding=options.encoding,
+                delimiter=options.delimiter,
+                quotechar=options.quotechar,
+                header=options.header,
+                consumed=consumed,
+            )
+        from ladle.sources.json_reader import read_json, read_jsonl
+
+        if fmt == "json":
+            return read_json(
+                stream,
+                name,
+                batch_size=batch_size,
+                encoding=options.encoding,
+                records=options.records,
+                resource=self.context.resource,
+                consumed=consumed,
+            )
+        return read_jsonl(
+            stream, name, batch_size=batch_size, encoding=options.encoding, consumed=consumed
+        )
+
+    def _display(self, path: Path) -> str:
+        """The path as the user would recognise it: relative to the pipeline file when under it."""
+        try:
+            return path.relative_to(self._base).as_posix()
+        except ValueError:
+            return str(path)
+
+
+def _format_of(path: Path, declared: Format | None, name: str) -> Format:
+    if declared is not None:
+        return "jsonl" if declared == "ndjson" else declared
+    stem = path.name.lower().removesuffix(".gz")
+    extension = os.path.splitext(stem)[1]
+    if extension not in _EXTENSIONS:
+        shown = f"extension {extension!r}" if extension else "no extension"
+        raise SourceError(
+            f"cannot tell the format from {shown}; set `format:` to one of "
+            "json, jsonl, ndjson, csv, parquet",
+            position=name,
+        )
+    return _EXTENSIONS[extension]
+
+
+@contextmanager
+def _open(path: Path, *, gzipped: bool) -> Iterator[tuple[IO[bytes], Callable[[], int]]]:
+    """The file's content as a binary stream, and how many bytes of the file it has consumed."""
+    with open(path, "rb", buffering=0) as raw:
+        stream: IO[bytes]
+        if gzipped:
+            # A GzipFile is a binary stream; typeshed does not declare it as IO[bytes].
+            stream = cast("IO[bytes]", gzip.GzipFile(fileobj=raw, mode="rb"))
+        else:
+            stream = io.BufferedReader(raw, _BUFFER)
+        with stream:
+            yield stream, raw.tell
+
+
+def _all_bytes_counted(batches: Iterator[SourceBatch], size: int) -> Iterator[SourceBatch]:
+    """Pass batches on one behind, so the last can carry the bytes no batch counted.
+
+    Readers count the bytes consumed up to each batch; what follows the last record
+    (trailing blank lines, a gzip trailer) would otherwise go uncounted.
+    """
+    held: SourceBatch | None = None
+    counted = 0
+    for batch in batches:
+        if held is not None:
+            yield held
+        held = batch
+        counted += batch.bytes_read
+    if held is not None:
+        yield replace(held, bytes_read=max(held.bytes_read + size - counted, 0))

@@ -1,0 +1,447 @@
+"""Read JSON Lines (vectorized, per line only when a chunk needs it) and JSON documents.
+
+JSONL is read in chunks of ``batch_size`` physical lines. A chunk goes through
+``pl.read_ndjson`` in one call; only when that fails (a malformed line, a line that
+is not an object, types Polars cannot reconcile, bytes that are not UTF-8) is the chunk
+parsed line by line, so one bad line costs its chunk some speed and nothing else.
+
+Both roads give the same frame, with two known differences in spelling, not value: a
+float sharing a field with strings is spelled by Polars (``1`` rather than ``1.0``), and
+a fraction inside a list too (``1e-7`` rather than ``1e-07``).
+
+JSON documents are streamed with ijson: a top-level array, the array under a known
+key, an explicit ``records:`` path, or a single object.
+"""
+
+from __future__ import annotations
+
+import codecs
+import itertools
+import json
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import ijson
+import polars as pl
+from polars.datatypes import DataTypeClass
+
+from ladle.batch import SourceBatch, Unreadable
+from ladle.errors import SourceError
+from ladle.sources.decoding import (
+    bad_byte_message,
+    is_utf8,
+    show_undecodable,
+    text_stream,
+    undecodable,
+)
+from ladle.sources.flatten import (
+    ColumnClash,
+    flat_series,
+    leaves,
+    records_to_frame,
+    to_json_text,
+)
+
+_BOM = codecs.BOM_UTF8
+_KNOWN_KEYS = ("data", "items", "records", "results")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "null"
+
+
+def _not_an_object(value: Any) -> str:
+    return f"a record must be a JSON object, found {_kind(value)}"
+
+
+# ---------------------------------------------------------------------------------------
+# JSON Lines
+
+
+@dataclass
+class _Chunk:
+    """Up to ``batch_size`` physical lines as UTF-8 bytes; undecodable ones found early."""
+
+    first_line: int
+    lines: list[bytes]
+    undecodable: dict[int, Unreadable] = field(default_factory=dict)
+
+
+def read_jsonl(
+    stream: IO[bytes],
+    name: str,
+    *,
+    batch_size: int,
+    encoding: str,
+    consumed: Callable[[], int],
+) -> Generator[SourceBatch, None, None]:
+    """Yield one batch per chunk of ``batch_size`` lines; positions are ``name:LINE``."""
+    before = consumed()
+    for chunk in _chunks(stream, name, batch_size=batch_size, encoding=encoding):
+        try:
+            batch = _parse_fast(chunk, name) or _parse_lines(chunk, name)
+        except ColumnClash as exc:
+            raise SourceError(str(exc), position=f"{name}:{chunk.first_line}") from exc
+        now = consumed()
+        if batch.fetched:
+            yield SourceBatch(batch.frame, batch.positions, batch.unreadable, now - before)
+            before = now
+
+
+def _chunks(stream: IO[bytes], name: str, *, batch_size: int, encoding: str) -> Iterator[_Chunk]:
+    if is_utf8(encoding):
+        return _utf8_chunks(stream, batch_size)
+    return _decoded_chunks(stream, name, batch_size=batch_size, encoding=encoding)
+
+
+def _utf8_chunks(stream: IO[bytes], batch_size: int) -> Iterator[_Chunk]:
+    """Lines as they are in the file (Polars checks they are UTF-8), minus a byte order mark."""
+    lines: Iterator[bytes] = iter(stream)
+    first = next(lines, b"")
+    lines = itertools.chain([first.removeprefix(_BOM)] if first else [], lines)
+    line_no = 1
+    while batch := list(itertools.islice(lines, batch_size)):
+        yield _Chunk(line_no, batch)
+        line_no += len(batch)
+
+
+def _decoded_chunks(
+    stream: IO[bytes], name: str, *, batch_size: int, encoding: str
+) -> Iterator[_Chunk]:
+    """Lines decoded from ``encoding`` and re-encoded as the UTF-8 that Polars reads."""
+    with text_stream(stream, encoding, newline="\n") as text:
+        line_no = 1
+        while texts := list(itertools.islice(text, batch_size)):
+            yield _decoded_chunk(texts, name, line_no=line_no, encoding=encoding)
+            line_no += len(texts)
+
+
+def _decoded_chunk(texts: list[str], name: str, *, line_no: int, encoding: str) -> _Chunk:
+    chunk = _Chunk(line_no, [])
+    for offset, line in enumerate(texts):
+        message = undecodable(line, encoding)
+        if message is None:
+            chunk.lines.append(line.encode("utf-8"))
+            continue
+        position = f"{name}:{line_no + offset}"
+        raw = show_undecodable(line).rstrip("\r\n")
+        chunk.undecodable[offset] = Unreadable(position, raw, message, rule="encoding")
+        chunk.lines.append(b"")  # keeps the line numbering
+    return chunk
+
+
+def _parse_fast(chunk: _Chunk, name: str) -> SourceBatch | None:
+    """The whole chunk in one Polars call, or None when it needs reading line by line."""
+    if chunk.undecodable:
+        return None
+    try:
+        frame = pl.read_ndjson(b"".join(chunk.lines), infer_schema_length=None)
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException):
+        return None  # a Polars bug on odd input must cost speed, not the run
+    rows: range | list[int] = range(len(chunk.lines))
+    if frame.height != len(chunk.lines):
+        rows = [i for i, line in enumerate(chunk.lines) if line.strip()]
+        if frame.height != len(rows):
+            return None
+    flat = _flatten_faithfully(frame)
+    if flat is None:
+        return None
+    positions = [f"{name}:{chunk.first_line + i}" for i in rows]
+    return SourceBatch(flat, positions)
+
+
+def _parse_lines(chunk: _Chunk, name: str) -> SourceBatch:
+    """Parse each line on its own: a bad line becomes Unreadable, the others load."""
+    records: list[dict[str, Any]] = []
+    positions: list[str] = []
+    unreadable: list[Unreadable] = []
+    for offset, line in enumerate(chunk.lines):
+        if offset in chunk.undecodable:
+            unreadable.append(chunk.undecodable[offset])
+            continue
+        if not line.strip():
+            continue
+        position = f"{name}:{chunk.first_line + offset}"
+        result = _parse_line(line, position)
+        if isinstance(result, Unreadable):
+            unreadable.append(result)
+        else:
+            records.append(result)
+            positions.append(position)
+    return SourceBatch(records_to_frame(records), positions, unreadable)
+
+
+def _parse_line(line: bytes, position: str) -> dict[str, Any] | Unreadable:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raw = line.decode("utf-8", "backslashreplace").rstrip("\r\n")
+        message = bad_byte_message(line[exc.start], "utf-8")
+        return Unreadable(position, raw, message, rule="encoding")
+    raw = text.rstrip("\r\n")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return Unreadable(position, raw, f"invalid JSON: {exc.msg} (column {exc.colno})")
+    if not isinstance(value, dict):
+        return Unreadable(position, raw, _not_an_object(value))
+    return value
+
+
+# Polars reconciles some mixed types silently: it renders an object that shares a field
+# with strings as text in its own spelling (not always valid JSON), turns [1, "x"] into
+# ["1", "x"], widens [1, 2.5] to floats, and fills the keys missing from some objects of a
+# list with nulls. A chunk holding values that may be such inventions goes down the slow
+# road, which keeps them as written.
+_LOOKS_CODED = r"^(?:-?[0-9]|true$|false$|[\[{])"
+
+
+def _flatten_faithfully(frame: pl.DataFrame) -> pl.DataFrame | None:
+    """Flatten a frame read by Polars, or None if it may hold values Polars made up."""
+    try:
+        found = leaves(frame)
+    except ColumnClash:
+        return None  # the slow road reports it, with a position
+    if not found:
+        return pl.DataFrame(height=frame.height)
+    checked = {f"c{i}": leaf for i, leaf in enumerate(found)}
+    doubts = [
+        _doubt(pl.col(name), leaf.values.dtype, in_list=False) for name, leaf in checked.items()
+    ]
+    checks = [doubt.any() for doubt in doubts if doubt is not None]
+    if checks:
+        values = pl.DataFrame({name: leaf.values for name, leaf in checked.items()})
+        if values.select(pl.any_horizontal(checks)).item():
+            return None
+    return pl.DataFrame([flat_series(leaf) for leaf in found])
+
+
+def _doubt(expr: pl.Expr, dtype: pl.DataType | DataTypeClass, *, in_list: bool) -> pl.Expr | None:
+    """True where a value may be Polars' reconciliation rather than the data; None: never."""
+    if isinstance(dtype, type):
+        dtype = dtype()
+    if isinstance(dtype, pl.String):
+        if in_list:
+            return expr.str.contains(_LOOKS_CODED)
+        return expr.str.starts_with("{") | expr.str.starts_with("[")
+    if in_list and dtype.is_float():
+        return expr == expr.floor()  # maybe an integer Polars widened to a float
+    if isinstance(dtype, pl.List | pl.Array):
+        inner = _doubt(pl.element(), dtype.inner, in_list=True)
+        return None if inner is None else expr.list.eval(inner).list.any()
+    if isinstance(dtype, pl.Struct) and in_list:
+        parts = []
+        # Field names come from the data: address fields by position, under safe names.
+        safe = expr.struct.rename_fields([f"f{i}" for i in range(len(dtype.fields))])
+        for i, fld in enumerate(dtype.fields):
+            value = safe.struct.field(f"f{i}")
+            parts.append(value.is_null())
+            deeper = _doubt(value, fld.dtype, in_list=True)
+            if deeper is not None:
+                parts.append(deeper)
+        return pl.any_horizontal(parts) if parts else None
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# JSON documents
+
+
+class _Document:
+    """The file as UTF-8 bytes from its first character, whatever its encoding; rewindable."""
+
+    def __init__(self, stream: IO[bytes], encoding: str) -> None:
+        self._stream = stream
+        self._encoding = codecs.lookup(encoding).name
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self.rewind()
+
+    def rewind(self) -> None:
+        """Go back to the start, past a UTF-8 byte order mark."""
+        self._stream.seek(0)
+        if self._encoding == "utf-8":
+            if self._stream.read(len(_BOM)) != _BOM:
+                self._stream.seek(0)
+        else:
+            self._decoder = codecs.getincrementaldecoder(self._encoding)()
+
+    def read(self, size: int = -1) -> bytes:
+        """UTF-8 bytes; empty only at the end of the file."""
+        while True:
+            data = self._stream.read(size)
+            if self._decoder is None:
+                return data
+            try:
+                text = self._decoder.decode(data, final=not data)
+            except UnicodeDecodeError as exc:
+                raise _Undecodable(bad_byte_message(exc.object[exc.start], self._encoding)) from exc
+            if text or not data:
+                return text.encode("utf-8")
+
+    def first_byte(self) -> bytes:
+        """The first non-whitespace byte (empty if none); rewinds afterwards."""
+        while data := self.read(4096):
+            stripped = data.lstrip(b" \t\r\n")
+            if stripped:
+                self.rewind()
+                return stripped[:1]
+        self.rewind()
+        return b""
+
+
+class _Undecodable(Exception):
+    """A byte the declared encoding cannot decode, somewhere in a JSON document."""
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where the records are: an ijson prefix and how positions name them."""
+
+    prefix: str
+    label: str | None  # None: the document is the one record
+
+    def position(self, name: str, index: int) -> str:
+        return f"{name}#" if self.label is None else f"{name}#{self.label}[{index}]"
+
+
+def read_json(
+    stream: IO[bytes],
+    name: str,
+    *,
+    batch_size: int,
+    encoding: str,
+    records: str | None,
+    resource: str,
+    consumed: Callable[[], int],
+) -> Generator[SourceBatch, None, None]:
+    """Stream the records of a JSON document; positions are ``name#KEY[INDEX]``."""
+    document = _Document(stream, encoding)
+    try:
+        target = _find_target(document, name, records=records, resource=resource)
+        document.rewind()
+        count = yield from _stream_items(
+            document, name, target, batch_size=batch_size, consumed=consumed
+        )
+        if count == 0 and records is not None:
+            document.rewind()
+            _check_records_path(document, name, records)
+    except _Undecodable as exc:
+        raise SourceError(str(exc), position=name) from exc
+    except ColumnClash as exc:
+        raise SourceError(str(exc), position=name) from exc
+
+
+def _find_target(document: _Document, name: str, *, records: str | None, resource: str) -> _Target:
+    first = document.first_byte()
+    if not first:
+        raise SourceError(
+            "the file is empty; a JSON document needs at least [] or {}", position=name
+        )
+    if records is not None:
+        return _Target(f"{records}.item", records)
+    if first == b"[":
+        return _Target("item", "")
+    if first == b"{":
+        key = _find_array_key(document, name, (*_KNOWN_KEYS, resource))
+        return _Target("", None) if key is None else _Target(f"{key}.item", key)
+    raise SourceError(
+        f"a JSON document must start with [ or {{, found {first.decode('utf-8', 'replace')!r}; "
+        "for one JSON object per line, use `format: jsonl`",
+        position=name,
+    )
+
+
+def _find_array_key(document: _Document, name: str, candidates: tuple[str, ...]) -> str | None:
+    """The first candidate top-level key whose value is an array, in priority order."""
+    arrays: set[str] = set()
+    try:
+        for prefix, event, _ in ijson.parse(document):
+            if event == "start_array" and prefix in candidates:
+                arrays.add(prefix)
+                if prefix == candidates[0]:
+                    break
+    except ijson.JSONError as exc:
+        raise SourceError(f"invalid JSON: {_ijson_message(exc)}", position=name) from exc
+    return next((key for key in candidates if key in arrays), None)
+
+
+def _stream_items(
+    document: _Document,
+    name: str,
+    target: _Target,
+    *,
+    batch_size: int,
+    consumed: Callable[[], int],
+) -> Generator[SourceBatch, None, int]:
+    """Yield the target's items in batches; return how many items there were."""
+    before = consumed()
+    index = 0
+    records: list[dict[str, Any]] = []
+    positions: list[str] = []
+    unreadable: list[Unreadable] = []
+    try:
+        for item in ijson.items(document, target.prefix, use_float=True):
+            position = target.position(name, index)
+            index += 1
+            if isinstance(item, dict):
+                records.append(item)
+                positions.append(position)
+            else:
+                unreadable.append(Unreadable(position, to_json_text(item), _not_an_object(item)))
+            if len(records) + len(unreadable) == batch_size:
+                now = consumed()
+                yield SourceBatch(records_to_frame(records), positions, unreadable, now - before)
+                before, records, positions, unreadable = now, [], [], []
+    except ijson.JSONError as exc:
+        raise SourceError(
+            f"invalid JSON after {index} records: {_ijson_message(exc)}",
+            position=target.position(name, index),
+        ) from exc
+    if records or unreadable:
+        yield SourceBatch(records_to_frame(records), positions, unreadable, consumed() - before)
+    return index
+
+
+def _ijson_message(exc: Exception) -> str:
+    """The parser's own words, first line only (yajl appends a picture of the input)."""
+    detail = exc.args[0] if exc.args else exc
+    text = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+    message = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if "UTF8" in message:
+        message += "; set `encoding:` to the file's encoding"
+    return message
+
+
+_VALUE_EVENTS = ("start_array", "start_map", "string", "number", "boolean", "null")
+
+
+def _check_records_path(document: _Document, name: str, path: str) -> None:
+    """Explain why ``records:`` gave nothing: fine for an empty array, an error otherwise."""
+    found = None
+    for prefix, event, _ in ijson.parse(document):
+        if prefix == path and event in _VALUE_EVENTS:
+            found = event
+            break
+    if found == "start_array":
+        return
+    what = {
+        None: "is not in the document",
+        "start_map": "is an object, not an array",
+        "string": "is a string, not an array",
+        "number": "is a number, not an array",
+        "boolean": "is a boolean, not an array",
+        "null": "is null, not an array",
+    }[found]
+    raise SourceError(
+        f"records: {path!r} {what}; set `records:` to the dotted path of the array of records",
+        position=f"{name}#{path}",
+    )

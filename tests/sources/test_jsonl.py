@@ -1,0 +1,243 @@
+"""The JSON Lines reader: positions, bad lines, encodings, mixed types, fast and slow roads."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ladle.batch import SourceBatch, Unreadable
+from ladle.sources import SourceContext
+from ladle.sources.files import FileOptions, FileSource
+from ladle.sources.json_reader import read_jsonl
+
+
+def _read(base: Path, path: str, *, batch_size: int = 100, **options: Any) -> list[SourceBatch]:
+    source = FileSource(
+        FileOptions(type="file", path=path, **options), SourceContext("things", batch_size, base)
+    )
+    return list(source.batches())
+
+
+def _one(base: Path, name: str, content: bytes, **options: Any) -> SourceBatch:
+    (base / name).write_bytes(content)
+    batches = _read(base, name, **options)
+    assert len(batches) == 1
+    return batches[0]
+
+
+def test_positions_are_physical_lines_and_blank_lines_are_skipped(tmp_path: Path) -> None:
+    """Blank and whitespace-only lines are not records, but they count as lines."""
+    batch = _one(tmp_path, "t.jsonl", b'{"a":1}\n\n{"a":2}\n   \n{"a":3}\n\n')
+    assert batch.frame.get_column("a").to_list() == [1, 2, 3]
+    assert batch.positions == ["t.jsonl:1", "t.jsonl:3", "t.jsonl:5"]
+    assert batch.unreadable == []
+
+
+def test_malformed_line_is_unreadable_and_the_rest_load(tmp_path: Path) -> None:
+    """A line that is not JSON is quarantined with the parser's message; its neighbours load."""
+    batch = _one(tmp_path, "t.jsonl", b'{"a":1}\n{"a":\n{"a":3}\n')
+    assert batch.frame.get_column("a").to_list() == [1, 3]
+    assert batch.positions == ["t.jsonl:1", "t.jsonl:3"]
+    assert batch.unreadable == [
+        Unreadable("t.jsonl:2", '{"a":', "invalid JSON: Expecting value (column 6)", "parse")
+    ]
+
+
+def test_lines_that_are_not_objects_are_unreadable(tmp_path: Path) -> None:
+    """Valid JSON that is not an object is not a record, and the message says so."""
+    content = b'[1,2]\n3\n"s"\nnull\ntrue\n{"a":1}\n'
+    batch = _one(tmp_path, "t.jsonl", content)
+    assert batch.frame.rows() == [(1,)]
+    expected = [
+        ("[1,2]", "an array"),
+        ("3", "a number"),
+        ('"s"', "a string"),
+        ("null", "null"),
+        ("true", "a boolean"),
+    ]
+    assert batch.unreadable == [
+        Unreadable(f"t.jsonl:{line}", raw, f"a record must be a JSON object, found {what}")
+        for line, (raw, what) in enumerate(expected, start=1)
+    ]
+
+
+def test_undecodable_bytes_spoil_only_their_line(tmp_path: Path) -> None:
+    """A line with bytes that are not UTF-8 is unreadable by rule ``encoding``, naming the byte."""
+    batch = _one(tmp_path, "t.jsonl", b'{"a":"ok"}\n{"a":"caf\xe9"}\n{"a":"fine"}\n')
+    assert batch.frame.get_column("a").to_list() == ["ok", "fine"]
+    assert batch.unreadable == [
+        Unreadable(
+            "t.jsonl:2",
+            '{"a":"caf\\xe9"}',
+            "cannot decode byte 0xe9 as utf-8; set `encoding:` to the file's encoding",
+            "encoding",
+        )
+    ]
+
+
+def test_declared_encoding_is_decoded(tmp_path: Path) -> None:
+    """``encoding: latin-1`` reads Latin-1 bytes as the characters they stand for."""
+    batch = _one(tmp_path, "t.jsonl", b'{"a":"caf\xe9"}\n', encoding="latin-1")
+    assert batch.frame.get_column("a").to_list() == ["café"]
+
+
+def test_bytes_undefined_in_the_declared_encoding_are_unreadable(tmp_path: Path) -> None:
+    """In cp1252, byte 0x81 has no character: that line alone is quarantined."""
+    batch = _one(tmp_path, "t.jsonl", b'{"a":"\x80"}\n{"a":"\x81"}\n', encoding="cp1252")
+    assert batch.frame.get_column("a").to_list() == ["€"]
+    assert batch.unreadable == [
+        Unreadable(
+            "t.jsonl:2",
+            '{"a":"\\x81"}',
+            "cannot decode byte 0x81 as cp1252; set `encoding:` to the file's encoding",
+            "encoding",
+        )
+    ]
+
+
+def test_utf8_byte_order_mark_is_stripped(tmp_path: Path) -> None:
+    """A UTF-8 BOM does not end up in the first column name."""
+    batch = _one(tmp_path, "t.jsonl", b'\xef\xbb\xbf{"a":1}\r\n{"a":2}\r\n')
+    assert batch.frame.columns == ["a"]
+    assert batch.frame.get_column("a").to_list() == [1, 2]
+
+
+def test_mixed_types_in_a_field_become_text(tmp_path: Path) -> None:
+    """An int here and a string there load as text, non-strings JSON-encoded."""
+    lines = [{"n": 123, "b": True, "o": {"x": [1]}, "l": ["a", 1]}]
+    lines += [{"n": "x", "b": "yes", "o": "plain", "l": "plain"}]
+    content = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    frame = _one(tmp_path, "t.jsonl", content).frame
+    assert frame.schema == dict.fromkeys(["n", "b", "o", "l"], pl.String)
+    assert frame.rows() == [("123", "true", '{"x":[1]}', '["a",1]'), ("x", "yes", "plain", "plain")]
+
+
+def test_bool_and_int_in_one_field_become_text(tmp_path: Path) -> None:
+    """Types Polars refuses to reconcile load too, by the line-by-line road."""
+    frame = _one(tmp_path, "t.jsonl", b'{"v":true}\n{"v":3}\n').frame
+    assert frame.get_column("v").to_list() == ["true", "3"]
+
+
+def test_fields_first_seen_late_in_a_batch_are_kept(tmp_path: Path) -> None:
+    """Types and columns are inferred over the whole batch, not its first rows."""
+    lines = [{"a": i} for i in range(299)] + [{"a": 299, "late": {"x": "y"}}]
+    content = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    batch = _one(tmp_path, "t.jsonl", content, batch_size=300)
+    assert batch.frame.columns == ["a", "late__x"]
+    assert batch.frame.get_column("late__x").to_list()[-2:] == [None, "y"]
+
+
+def test_nested_values_flatten_without_inventing_values(tmp_path: Path) -> None:
+    """Objects flatten to ``a__b``; lists keep their exact content as JSON text."""
+    record = {
+        "a": {"b": {"c": 1}, "empty": {}},
+        "objs": [{"x": 1}, {"y": 2}],
+        "mixed": [1, "x", 2.5, None, True],
+        "nums": [1, 2.5],
+        "deep": [[1], []],
+    }
+    frame = _one(tmp_path, "t.jsonl", json.dumps(record).encode() + b"\n").frame
+    assert frame.columns == ["a__b__c", "objs", "mixed", "nums", "deep"]
+    assert frame.row(0) == (1, '[{"x":1},{"y":2}]', '[1,"x",2.5,null,true]', "[1,2.5]", "[[1],[]]")
+
+
+def test_numbers_in_lists_keep_their_values(tmp_path: Path) -> None:
+    """Integers in a list with floats stay exact; fractions are spelled as Polars spells them."""
+    content = b'{"v":[9007199254740993,2.5]}\n{"v":[0.5,1e-07]}\n'
+    batch = _one(tmp_path, "a.jsonl", content[:28])
+    assert batch.frame.get_column("v").to_list() == ["[9007199254740993,2.5]"]
+    batch = _one(tmp_path, "b.jsonl", content[28:])
+    assert batch.frame.get_column("v").to_list() == ["[0.5,1e-7]"]
+
+
+def test_batches_hold_at_most_batch_size_records(tmp_path: Path) -> None:
+    """25 records with batch_size 10 come as 10, 10 and 5, bad lines included in the count."""
+    lines = [json.dumps({"i": i}) if i != 12 else "{oops" for i in range(25)]
+    (tmp_path / "t.jsonl").write_text("\n".join(lines) + "\n")
+    batches = _read(tmp_path, "t.jsonl", batch_size=10)
+    assert [batch.fetched for batch in batches] == [10, 10, 5]
+    assert [len(batch.unreadable) for batch in batches] == [0, 1, 0]
+    assert batches[2].positions == [f"t.jsonl:{line}" for line in range(21, 26)]
+
+
+def _jsonl(records: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+
+
+def _read_bytes(content: bytes) -> SourceBatch:
+    batches = list(
+        read_jsonl(io.BytesIO(content), "t", batch_size=10_000, encoding="utf-8", consumed=int)
+    )
+    assert len(batches) == 1
+    return batches[0]
+
+
+def _comparable(frame: pl.DataFrame) -> list[tuple[Any, ...]]:
+    """Rows with columns in name order and JSON text parsed (1e-7 and 1e-07 are one number)."""
+    ordered = pl.DataFrame(sorted(frame.get_columns(), key=lambda series: series.name))
+    return [tuple(_parsed(value) for value in row) for row in ordered.rows()]
+
+
+def _parsed(value: Any) -> Any:
+    if not isinstance(value, str) or not value.startswith("["):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+_TEXT = st.text(st.characters(codec="utf-8"), max_size=6) | st.sampled_from(
+    ["{}", "[1, 2]", "123", "true", '{"a": 1}', "", "\\", '"']
+)
+_INT = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+_FLOAT = st.floats(allow_nan=False, allow_infinity=False, width=32).map(lambda f: round(f, 3))
+_KIND = st.sampled_from(
+    [
+        _INT,
+        _FLOAT,
+        st.booleans(),
+        _TEXT,
+        st.lists(_INT, max_size=3),
+        st.lists(_TEXT, max_size=3),
+        st.lists(_INT | _FLOAT, max_size=3),
+        st.lists(st.dictionaries(_TEXT, _INT, max_size=2), max_size=2),
+        st.lists(st.lists(_INT, max_size=2), max_size=2),
+        st.dictionaries(st.sampled_from(["p", "q"]), _INT | st.none(), max_size=2),
+        st.dictionaries(st.just("r"), st.dictionaries(st.just("s"), _TEXT, max_size=1)),
+        _INT | _TEXT,
+        st.booleans() | _TEXT,
+        st.dictionaries(st.just("k"), _INT, min_size=1) | _TEXT,
+        st.lists(_INT, max_size=2) | _TEXT,
+    ]
+)
+_FIELD_NAMES = st.text(st.characters(codec="utf-8", exclude_characters="_"), min_size=1, max_size=4)
+
+
+@st.composite
+def _batches_of_records(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Records whose fields each hold one kind of value (or null), in random subsets."""
+    kinds = draw(st.dictionaries(_FIELD_NAMES, _KIND, min_size=1, max_size=5))
+    records = []
+    for _ in range(draw(st.integers(min_value=1, max_value=6))):
+        present = draw(st.lists(st.sampled_from(sorted(kinds)), unique=True))
+        records.append({key: draw(kinds[key] | st.none()) for key in present})
+    return records
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_batches_of_records())
+def test_fast_and_line_by_line_roads_agree(records: list[dict[str, Any]]) -> None:
+    """A chunk read by Polars equals the same chunk read line by line (forced by a bad line)."""
+    fast = _read_bytes(_jsonl(records))
+    slow = _read_bytes(_jsonl(records) + b"{not json\n")
+    assert len(slow.unreadable) == 1
+    assert fast.positions == slow.positions
+    assert dict(sorted(fast.frame.schema.items())) == dict(sorted(slow.frame.schema.items()))
+    assert _comparable(fast.frame) == _comparable(slow.frame)
