@@ -105,7 +105,9 @@ def reject_rows(
         },
     )
     text = message if isinstance(message, pl.Expr) else pl.lit(message)
-    return rejects.with_columns(text.cast(pl.String).alias("message")).cast(REJECT_SCHEMA)  # type: ignore[arg-type]
+    return rejects.with_columns(text.cast(pl.String).alias("message")).cast(
+        pl.Schema(REJECT_SCHEMA)
+    )
 
 
 def as_text(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -116,12 +118,17 @@ def as_text(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """
     if isinstance(dtype, pl.String):
         return column
-    if isinstance(dtype, pl.List | pl.Array | pl.Struct | pl.Object):
-        # json_encode works on structs only: wrap the value and peel the wrapper off.
-        wrapped = pl.struct(column.alias("v")).struct.json_encode()
-        encoded = wrapped.str.strip_prefix('{"v":').str.strip_suffix("}")
-        return pl.when(column.is_not_null()).then(encoded)
+    if isinstance(dtype, pl.List | pl.Array | pl.Struct):
+        return json_text(column)
     return column.cast(pl.String, strict=False)
+
+
+def json_text(column: pl.Expr) -> pl.Expr:
+    """Each value as compact JSON (text becomes a JSON string); null stays null."""
+    # json_encode works on structs only: wrap the value and peel the wrapper off.
+    wrapped = pl.struct(column.alias("v")).struct.json_encode()
+    encoded = wrapped.str.strip_prefix('{"v":').str.strip_suffix("}")
+    return pl.when(column.is_not_null()).then(encoded)
 
 
 def without_rejected(frame: pl.DataFrame, rejects: pl.DataFrame) -> pl.DataFrame:

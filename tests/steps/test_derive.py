@@ -9,13 +9,15 @@ import polars as pl
 import pytest
 
 from ladle.batch import ROW
+from ladle.columns import ColumnSpec
 from ladle.errors import StepError
+from ladle.schema import parse_type
 from ladle.steps import StepContext
 from ladle.steps.derive import Derive
 from tests.steps.conftest import Batch
 
 
-def test_derive_adds_columns(batch: Batch, context: StepContext):
+def test_derive_adds_columns(batch: Batch, context: StepContext) -> None:
     """Each expression becomes a column, row for row."""
     frame = batch(a=[1, 2, 3], b=[10, 20, None])
     result = Derive({"total": "a + b", "label": "'n' || a"}, context)(frame)
@@ -24,21 +26,21 @@ def test_derive_adds_columns(batch: Batch, context: StepContext):
     assert result.frame.get_column("label").to_list() == ["n1", "n2", "n3"]
 
 
-def test_a_later_expression_sees_an_earlier_one(batch: Batch, context: StepContext):
+def test_a_later_expression_sees_an_earlier_one(batch: Batch, context: StepContext) -> None:
     """Expressions are evaluated in order."""
     frame = batch(a=[1, 2])
     result = Derive({"double": "a * 2", "quad": "double * 2"}, context)(frame)
     assert result.frame.get_column("quad").to_list() == [4, 8]
 
 
-def test_row_order_survives_a_reordering_query(batch: Batch, context: StepContext):
+def test_row_order_survives_a_reordering_query(batch: Batch, context: StepContext) -> None:
     """A window function may reorder rows inside DuckDB; results still line up."""
     frame = batch(g=["b", "a", "b", "a"], v=[1, 2, 3, 4])
     result = Derive({"group_total": "sum(v) OVER (PARTITION BY g)"}, context)(frame)
     assert result.frame.get_column("group_total").to_list() == [4, 6, 4, 6]
 
 
-def test_existing_columns_keep_their_exact_types(context: StepContext):
+def test_existing_columns_keep_their_exact_types(context: StepContext) -> None:
     """Zoned datetimes, decimals and lists are not round-tripped through DuckDB."""
     frame = pl.DataFrame(
         {
@@ -59,7 +61,7 @@ def test_existing_columns_keep_their_exact_types(context: StepContext):
     assert result.frame.schema["at"] == pl.Datetime("ns", "UTC")
 
 
-def test_the_session_zone_is_the_resources(batch: Batch):
+def test_the_session_zone_is_the_resources(batch: Batch) -> None:
     """dayofweek of a UTC instant is the local day in the resource's zone."""
     frame = batch(created=[datetime(2024, 1, 6, 23, 30)]).with_columns(
         pl.col("created").dt.replace_time_zone("UTC")
@@ -78,7 +80,7 @@ def test_the_session_zone_is_the_resources(batch: Batch):
     assert later.to_list() == [datetime(2024, 1, 7, 0, 30, tzinfo=UTC)]
 
 
-def test_derive_may_replace_an_existing_column(batch: Batch, context: StepContext):
+def test_derive_may_replace_an_existing_column(batch: Batch, context: StepContext) -> None:
     """A derived column named like an existing one takes its place."""
     frame = batch(status=["open", None], n=[1, 2])
     result = Derive({"Status": "upper(status)"}, context)(frame)
@@ -86,14 +88,16 @@ def test_derive_may_replace_an_existing_column(batch: Batch, context: StepContex
     assert result.frame.get_column("status").to_list() == ["OPEN", None]
 
 
-def test_derive_works_on_an_empty_batch(context: StepContext):
+def test_derive_works_on_an_empty_batch(context: StepContext) -> None:
     """No rows in, no rows out, with the derived column typed."""
     frame = pl.DataFrame({ROW: [], "a": []}, schema={ROW: pl.Int64, "a": pl.Int64})
     result = Derive({"b": "a + 1"}, context)(frame)
     assert result.frame.schema == pl.Schema({ROW: pl.Int64, "a": pl.Int64, "b": pl.Int64})
 
 
-def test_a_sql_error_names_the_column_and_the_expression(batch: Batch, context: StepContext):
+def test_a_sql_error_names_the_column_and_the_expression(
+    batch: Batch, context: StepContext
+) -> None:
     """The error says which expression failed and what DuckDB said."""
     derive = Derive({"ok": "a + 1", "bad": "nosuch(a)"}, context)
     with pytest.raises(StepError) as error:
@@ -104,7 +108,7 @@ def test_a_sql_error_names_the_column_and_the_expression(batch: Batch, context: 
     )
 
 
-def test_a_failing_conversion_is_a_step_error(batch: Batch, context: StepContext):
+def test_a_failing_conversion_is_a_step_error(batch: Batch, context: StepContext) -> None:
     """An expression that fails on the data is reported with DuckDB's reason."""
     derive = Derive({"n": "CAST(a AS INTEGER)"}, context)
     with pytest.raises(StepError) as error:
@@ -115,7 +119,9 @@ def test_a_failing_conversion_is_a_step_error(batch: Batch, context: StepContext
     )
 
 
-def test_an_expression_changing_the_row_count_is_refused(batch: Batch, context: StepContext):
+def test_an_expression_changing_the_row_count_is_refused(
+    batch: Batch, context: StepContext
+) -> None:
     """unnest would add rows, which a derived column cannot hold."""
     derive = Derive({"x": "unnest([1, 2])"}, context)
     with pytest.raises(StepError) as error:
@@ -126,11 +132,30 @@ def test_an_expression_changing_the_row_count_is_refused(batch: Batch, context: 
     )
 
 
-def test_an_unknown_zone_is_refused_at_configuration():
+def test_an_unknown_zone_is_refused_at_configuration() -> None:
     """The session zone is set once, when the step is built."""
     with pytest.raises(StepError) as error:
         Derive({"x": "1"}, StepContext(resource="t", timezone="Nowhere/Land"))
     assert str(error.value) == (
         "resource 't', step 'derive': cannot use time zone 'Nowhere/Land': "
         "Not implemented Error: Unknown TimeZone 'Nowhere/Land'!"
+    )
+
+
+def test_a_declared_column_absent_from_the_batch_reads_as_null(batch: Batch) -> None:
+    """A batch in which no record had a declared field still evaluates, with nulls."""
+    spec = ColumnSpec(type=parse_type("timestamptz"))
+    context = StepContext(resource="t", columns={"Closed At": spec})
+    result = Derive({"closed_day": "dayofweek(closed_at)"}, context)(batch(a=[1]))
+    assert result.frame.columns == [ROW, "a", "closed_day"]
+    assert result.frame.get_column("closed_day").to_list() == [None]
+
+
+def test_an_undeclared_absent_column_is_an_error(batch: Batch, context: StepContext) -> None:
+    """A name neither in the batch nor declared is more likely a typo than a missing field."""
+    with pytest.raises(StepError) as error:
+        Derive({"d": "dayofweek(closd_at)"}, context)(batch(a=[1]))
+    assert str(error.value).startswith(
+        "resource 'tickets', step 'derive': column 'd': cannot evaluate 'dayofweek(closd_at)': "
+        'Binder Error: Referenced column "closd_at" not found in FROM clause!'
     )
