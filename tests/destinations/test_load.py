@@ -66,7 +66,7 @@ def test_merge_counts_inserted_updated_unchanged(destination: Destination) -> No
 
 def test_merge_same_input_twice_changes_nothing(destination: Destination) -> None:
     """Loading the same rows again updates nothing: all unchanged."""
-    data = {"id": [1, 2], "v": ["a", None], "n": [1.5, 2.0]}
+    data: dict[str, list[Any]] = {"id": [1, 2], "v": ["a", None], "n": [1.5, 2.0]}
     _load(destination, MERGE, data)
     assert _load(destination, MERGE, data) == LoadCounts(0, 0, 2, 0)
 
@@ -155,7 +155,7 @@ def test_timestamps_and_decimals_round_trip(destination: Destination) -> None:
     declared = {"id": parse_type("bigint"), "amount": parse_type("decimal(12,2)")}
     target = LoadTarget("p", "typed", WriteMode.MERGE, ("id",), declared)
     ts = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
-    frame = {"id": [1], "amount": [12.5], "at": [ts]}
+    frame: dict[str, list[Any]] = {"id": [1], "amount": [12.5], "at": [ts]}
     load = destination.begin(target)
     load.stage(_frame(frame).with_columns(pl.col("amount").cast(pl.Decimal(12, 2))))
     load.finish()
