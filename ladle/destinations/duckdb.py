@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import polars as pl
 
@@ -48,13 +49,11 @@ class DuckDBDestination:
     def __init__(self, url: str) -> None:
         duckdb = _import_duckdb()
         self.url = mask(url)
-        path = url.split("://", 1)[1]
-        path = path[1:] if path.startswith("/") else path
-        self.path = ":memory:" if path in ("", ":memory:") else path
+        self.path, settings = _parse_url(url)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._con: DuckDBPyConnection = duckdb.connect(self.path)
+            self._con: DuckDBPyConnection = duckdb.connect(self.path, config=settings)
         except duckdb.Error as exc:
             raise DestinationError(
                 f"cannot open DuckDB file {self.path!r}: {exc}; another ladle process may hold it"
@@ -133,14 +132,7 @@ class DuckDBLoad:
                 return
             into = self._stage_name if self._staging else self._write_into
             columns = [*data_columns, SEQ] if self._staging else data_columns
-            self._con.register("_ladle_batch", frame.select(columns).to_arrow())
-            try:
-                names = ", ".join(quote(c) for c in columns)
-                self._con.execute(
-                    f"INSERT INTO {quote(into)} ({names}) SELECT {names} FROM _ladle_batch"
-                )
-            finally:
-                self._con.unregister("_ladle_batch")
+            _insert_frame(self._con, into, frame.select(columns))
             self._staged += frame.height
 
     def _type_of(self, column: str, dtype: pl.DataType) -> ColumnType | None:
@@ -158,8 +150,10 @@ class DuckDBLoad:
         if existing is None:
             self._create(self._write_into, types)
         if self._staging:
+            # A regular table, not TEMP: DuckDB keeps temp tables in memory, while this one
+            # spills to the file, so memory stays bounded. It never outlives the transaction.
             self._con.execute(
-                f"CREATE TEMP TABLE {quote(self._stage_name)} AS "
+                f"CREATE TABLE {quote(self._stage_name)} AS "
                 f"SELECT *, CAST(NULL AS BIGINT) AS {quote(SEQ)} FROM {quote(self._write_into)} "
                 "LIMIT 0"
             )
@@ -377,6 +371,20 @@ def _from_duckdb(sql_type: str) -> ColumnType:
     return ColumnType(_DUCKDB_KINDS.get(sql_type, Kind.TEXT))
 
 
+DEFAULT_SETTINGS = {"memory_limit": "1GB"}
+"""DuckDB's own default is 80% of RAM; ladle shares the machine, so it asks for less."""
+
+
+def _parse_url(url: str) -> tuple[str, dict[str, str]]:
+    """``duckdb:///rel.duckdb?memory_limit=2GB&threads=4`` -> path and DuckDB settings."""
+    parts = urlsplit(url)
+    path = unquote(parts.path)
+    path = path[1:] if path.startswith("/") else path
+    settings = dict(DEFAULT_SETTINGS)
+    settings.update(parse_qsl(parts.query))
+    return (":memory:" if path in ("", ":memory:") else path), settings
+
+
 def _create_sql(table: TableDef) -> str:
     columns = [f"{quote(name)} {kind.duckdb}" for name, kind in table.columns]
     if table.primary_key:
@@ -385,12 +393,15 @@ def _create_sql(table: TableDef) -> str:
 
 
 def _insert_frame(con: DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
-    con.register("_ladle_rows", frame.to_arrow())
-    try:
-        names = ", ".join(quote(c) for c in frame.columns)
-        con.execute(f"INSERT INTO {quote(table)} ({names}) SELECT {names} FROM _ladle_rows")
-    finally:
-        con.unregister("_ladle_rows")
+    """Bulk insert through DuckDB's Arrow scan, matching columns by name.
+
+    The batch is found by DuckDB's replacement scan (the local ``_ladle_rows``), not
+    ``register()``: a view registered inside the open transaction stays pinned, with
+    its Arrow buffers, until commit, so memory would grow with the input.
+    """
+    _ladle_rows = frame.to_arrow()
+    names = ", ".join(quote(c) for c in frame.columns)
+    con.execute(f"INSERT INTO {quote(table)} ({names}) SELECT {names} FROM _ladle_rows")
 
 
 def _write_ledger(con: DuckDBPyConnection, entry: RunEntry) -> None:
