@@ -12,9 +12,10 @@ from ladle.errors import (
     SourceError,
     StepError,
 )
-from ladle.pipeline import Pipeline, RunOptions, RunSummary, ladle_version
+from ladle.pipeline import Pipeline, RunOptions, RunSummary
+from ladle.pipeline import ladle_version as _ladle_version
 
-__version__ = ladle_version()
+__version__ = _ladle_version()
 
 __all__ = [
     "ConfigError",

@@ -136,3 +136,38 @@ def test_schema_conflict_fails_before_writing(
     dest = connect(duckdb_url)
     assert dest.read("items", {}).to_dicts() == [{"id": 1, "amount": None, "size": 10}]
     dest.close()
+
+
+def test_failure_after_staged_batches_rolls_back_everything(
+    tmp_path: Path, duckdb_url: str, write_pipeline: Callable[[str], Path]
+) -> None:
+    """A run failing on its third batch leaves rows, quarantine and state as before it started."""
+    pipeline = write_pipeline(PIPELINE.format(path="items.jsonl") + "    batch_size: 2\n")
+    (tmp_path / "items.jsonl").write_text('{"id": 1, "size": 1}\n{"id": 2, "amount": -5}\n')
+    _run(pipeline, duckdb_url)
+    lines = [json.dumps({"id": i, "size": i, "amount": -1 if i == 3 else 1}) for i in range(1, 5)]
+    lines.append('{"id": 5, "size": "huge"}')
+    (tmp_path / "items.jsonl").write_text("\n".join(lines) + "\n")
+    summary = Pipeline.from_yaml(pipeline).run(RunOptions(destination=duckdb_url))
+    result = summary.resources[0]
+    assert result.status == "failed"
+    assert result.counts.fetched == 5
+    dest = connect(duckdb_url)
+    assert dest.read("items", {}).to_dicts() == [{"id": 1, "amount": None, "size": 1}]
+    assert dest.read(QUARANTINE.name, {}).height == 1
+    assert dest.read("_ladle_state", {}).height == 1
+    ledger = dest.read(RUNS.name, {}, order_by=["started_at"]).to_dicts()
+    dest.close()
+    assert [(r["status"], r["fetched"]) for r in ledger] == [("succeeded", 2), ("failed", 5)]
+
+
+def test_dry_run_writes_nothing(
+    tmp_path: Path, duckdb_url: str, write_pipeline: Callable[[str], Path]
+) -> None:
+    """--dry-run reads, casts and validates, reports what would load, and creates no file."""
+    (tmp_path / "items.jsonl").write_text('{"id": 1, "amount": 2}\n{"id": 2, "amount": -1}\n')
+    pipeline = write_pipeline(PIPELINE.format(path="items.jsonl"))
+    summary = Pipeline.from_yaml(pipeline).run(RunOptions(destination=duckdb_url, dry_run=True))
+    result = summary.resources[0]
+    assert (result.counts.fetched, result.counts.quarantined, result.ready) == (2, 1, 1)
+    assert not Path(duckdb_url.removeprefix("duckdb:///")).exists()
