@@ -48,6 +48,15 @@ class LoadCounts:
     deduplicated: int
 
 
+@dataclass(frozen=True)
+class Check:
+    """One line of ``ladle doctor``."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
 class Load(Protocol):
     """One resource's load: everything in it commits together or not at all."""
 
@@ -100,6 +109,14 @@ class Destination(Protocol):
         """Rows of a table (the ledger, quarantine, state, or data) matching ``where``."""
         ...
 
+    def connections_in_use(self) -> int:
+        """Connections checked out right now; more after a load than before is a leak."""
+        ...
+
+    def diagnose(self) -> list[Check]:
+        """Checks for ``ladle doctor``: reachable, version, may create tables."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...
@@ -125,7 +142,11 @@ def connect(url: str, *, base_dir: Path | None = None) -> Destination:
         from ladle.destinations.duckdb import DuckDBDestination
 
         return DuckDBDestination(url)
-    known = "duckdb:///path.duckdb"
+    if scheme in ("postgresql", "postgres"):
+        from ladle.destinations.postgres import PostgresDestination
+
+        return PostgresDestination(url)
+    known = "duckdb:///path.duckdb or postgresql://user@host:port/db?schema=name"
     raise ConfigError(
         f"unsupported destination {mask(url)!r}; use {known}",
         file=str(base_dir or "."),

@@ -20,18 +20,17 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import polars as pl
 
 from ladle.config import WriteMode
-from ladle.destinations import LoadCounts, LoadTarget, mask
-from ladle.errors import DestinationError, SchemaConflict
+from ladle.destinations import Check, LoadCounts, LoadTarget, mask
+from ladle.destinations.evolve import SEQ, batch_types, new_columns
+from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
 from ladle.quarantine import QUARANTINE
-from ladle.schema import ColumnType, Kind, TableDef, fits, infer_type, quote
+from ladle.schema import ColumnType, Kind, TableDef, quote
 from ladle.state import STATE
 
 if TYPE_CHECKING:
     from duckdb import DuckDBPyConnection
 
-SEQ = "_ladle_seq"
-"""Staging column: the record's order in the load, for keep first/last and tie-breaks."""
 _SYSTEM = (RUNS, QUARANTINE, STATE)
 
 
@@ -66,6 +65,25 @@ class DuckDBDestination:
     def begin(self, target: LoadTarget) -> DuckDBLoad:
         """Open a transaction for one resource's load."""
         return DuckDBLoad(self._con, target)
+
+    def connections_in_use(self) -> int:
+        """DuckDB has one embedded connection and no pool: nothing can leak."""
+        return 0
+
+    def diagnose(self) -> list[Check]:
+        """For ``ladle doctor``: the file opens, DuckDB's version, a table can be created."""
+        duckdb = _import_duckdb()
+        checks = [Check("destination answers", True, f"DuckDB file {self.path}")]
+        checks.append(Check("server version", True, f"DuckDB {duckdb.__version__} (embedded)"))
+        try:
+            self._con.begin()
+            self._con.execute("CREATE TABLE _ladle_doctor_probe (x INTEGER)")
+            self._con.rollback()
+            checks.append(Check("can create tables", True, "in schema 'main'"))
+        except duckdb.Error as exc:
+            self._con.rollback()
+            checks.append(Check("can create tables", False, str(exc)))
+        return checks
 
     def record_run(self, entry: RunEntry) -> None:
         """Write the ledger row in its own transaction."""
@@ -119,27 +137,20 @@ class DuckDBLoad:
 
     def stage(self, frame: pl.DataFrame) -> None:
         """Add a batch: evolve the table to fit it, then one Arrow insert."""
-        data_columns = [c for c in frame.columns if c != SEQ]
-        types = {c: self._type_of(c, frame.schema[c]) for c in data_columns}
+        types = batch_types(frame, self._target.declared)
         with _translated(f"loading {self._table!r}"):
             if not self._prepared:
                 self._prepare(types)
             self._evolve(types)
-            for column in data_columns:
+            for column in types:
                 if column not in self._seen:
                     self._seen.append(column)
             if frame.height == 0:
                 return
             into = self._stage_name if self._staging else self._write_into
-            columns = [*data_columns, SEQ] if self._staging else data_columns
+            columns = [*types, SEQ] if self._staging else list(types)
             _insert_frame(self._con, into, frame.select(columns))
             self._staged += frame.height
-
-    def _type_of(self, column: str, dtype: pl.DataType) -> ColumnType | None:
-        declared = self._target.declared.get(column)
-        if declared is not None:
-            return declared
-        return None if dtype == pl.Null else infer_type(dtype)
 
     def _prepare(self, types: Mapping[str, ColumnType | None]) -> None:
         """First batch: create the table (a fresh one for replace) and the staging table."""
@@ -174,20 +185,10 @@ class DuckDBLoad:
     def _evolve(self, types: Mapping[str, ColumnType | None]) -> None:
         """Add new columns; refuse a type that does not fit, before anything is written."""
         existing = _columns(self._con, self._write_into) or {}
-        for column, new in types.items():
-            old = existing.get(column)
-            if column not in existing:
-                sql_type = (new or ColumnType(Kind.TEXT)).duckdb
-                for table in self._tables():
-                    self._con.execute(
-                        f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column)} {sql_type}"
-                    )
-            elif new is not None and old is not None and not fits(new, old):
-                raise SchemaConflict(
-                    table=self._table,
-                    column=column,
-                    existing=str(old).upper(),
-                    new=str(new).upper(),
+        for column, sql_type in new_columns(self._table, existing, types).items():
+            for table in self._tables():
+                self._con.execute(
+                    f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column)} {sql_type.duckdb}"
                 )
 
     def _tables(self) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -23,10 +22,10 @@ from ladle.schema import parse_type
 SEQ = "_ladle_seq"
 
 
-@pytest.fixture(params=["duckdb"])
-def destination(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Destination]:
+@pytest.fixture
+def destination(destination_url: str) -> Iterator[Destination]:
     """An empty destination of each kind."""
-    dest = connect(f"duckdb:///{tmp_path / 'dest.duckdb'}")
+    dest = connect(destination_url)
     yield dest
     dest.close()
 

@@ -37,13 +37,13 @@ def _run(pipeline: Path, url: str) -> tuple[Any, list[dict[str, Any]], list[dict
 
 
 def test_malformed_jsonl_line(
-    tmp_path: Path, duckdb_url: str, write_pipeline: Callable[[str], Path]
+    tmp_path: Path, destination_url: str, write_pipeline: Callable[[str], Path]
 ) -> None:
     """A truncated JSON line is quarantined as file:line with the parser's message."""
     lines = ['{"id": 1, "amount": 2}', '{"id": 2, "amount": ', '{"id": 3, "amount": 4.5}']
     (tmp_path / "items.jsonl").write_text("\n".join(lines) + "\n")
     result, quarantined, rows = _run(
-        write_pipeline(PIPELINE.format(path="items.jsonl")), duckdb_url
+        write_pipeline(PIPELINE.format(path="items.jsonl")), destination_url
     )
     assert (result.counts.fetched, result.counts.inserted, result.counts.quarantined) == (3, 2, 1)
     assert [r["id"] for r in rows] == [1, 3]
@@ -53,25 +53,27 @@ def test_malformed_jsonl_line(
 
 
 def test_ragged_csv_row(
-    tmp_path: Path, duckdb_url: str, write_pipeline: Callable[[str], Path]
+    tmp_path: Path, destination_url: str, write_pipeline: Callable[[str], Path]
 ) -> None:
     """A CSV row with too many fields is quarantined with its line; quoted newlines are fine."""
     text = 'id,amount,note\n1,2,"two\nlines"\n2,3,x,extra\n3,4,ok\n'
     (tmp_path / "items.csv").write_text(text)
-    result, quarantined, rows = _run(write_pipeline(PIPELINE.format(path="items.csv")), duckdb_url)
+    result, quarantined, rows = _run(
+        write_pipeline(PIPELINE.format(path="items.csv")), destination_url
+    )
     assert (result.counts.inserted, result.counts.quarantined) == (2, 1)
     assert [r["note"] for r in rows] == ["two\nlines", "ok"]
     assert quarantined[0]["position"] == "items.csv:4"
 
 
 def test_undecodable_bytes(
-    tmp_path: Path, duckdb_url: str, write_pipeline: Callable[[str], Path]
+    tmp_path: Path, destination_url: str, write_pipeline: Callable[[str], Path]
 ) -> None:
     """A line with bytes that are not UTF-8 is quarantined; its neighbours load."""
     data = b'{"id": 1, "amount": 1}\n{"id": 2, "note": "caf\xe9"}\n{"id": 3, "amount": 3}\n'
     (tmp_path / "items.jsonl").write_bytes(data)
     result, quarantined, rows = _run(
-        write_pipeline(PIPELINE.format(path="items.jsonl")), duckdb_url
+        write_pipeline(PIPELINE.format(path="items.jsonl")), destination_url
     )
     assert [r["id"] for r in rows] == [1, 3]
     assert quarantined[0]["position"] == "items.jsonl:2"
@@ -80,13 +82,13 @@ def test_undecodable_bytes(
 
 
 def test_wrong_type_and_rule_failures(
-    tmp_path: Path, duckdb_url: str, write_pipeline: Callable[[str], Path]
+    tmp_path: Path, destination_url: str, write_pipeline: Callable[[str], Path]
 ) -> None:
     """A value that does not cast and one that breaks min are quarantined with field and rule."""
     lines = ['{"id": 1, "amount": "abc"}', '{"id": 2, "amount": -1}', '{"id": 3, "amount": "7"}']
     (tmp_path / "items.jsonl").write_text("\n".join(lines))
     result, quarantined, rows = _run(
-        write_pipeline(PIPELINE.format(path="items.jsonl")), duckdb_url
+        write_pipeline(PIPELINE.format(path="items.jsonl")), destination_url
     )
     assert [(r["id"], r["amount"]) for r in rows] == [(3, 7.0)]
     errors = [json.loads(q["errors"])[0] for q in quarantined]
@@ -98,21 +100,21 @@ def test_wrong_type_and_rule_failures(
 
 
 def test_unreadable_file_fails_run_and_changes_nothing(
-    tmp_path: Path, duckdb_url: str, write_pipeline: Callable[[str], Path]
+    tmp_path: Path, destination_url: str, write_pipeline: Callable[[str], Path]
 ) -> None:
     """A file that cannot be read fails the run, names the file, and leaves the table as it was."""
     (tmp_path / "items.jsonl").write_text('{"id": 1, "amount": 1}\n')
     pipeline = write_pipeline(PIPELINE.format(path="items.jsonl"))
-    _run(pipeline, duckdb_url)
+    _run(pipeline, destination_url)
     (tmp_path / "items.jsonl").unlink()
     (tmp_path / "items.jsonl.gz").write_bytes(b"this is not gzip")
     pipeline.write_text(PIPELINE.format(path="items.jsonl.gz"))
-    summary = Pipeline.from_yaml(pipeline).run(RunOptions(destination=duckdb_url))
+    summary = Pipeline.from_yaml(pipeline).run(RunOptions(destination=destination_url))
     result = summary.resources[0]
     assert result.status == "failed"
     assert result.error is not None
     assert "items.jsonl.gz" in result.error
-    dest = connect(duckdb_url)
+    dest = connect(destination_url)
     assert dest.read("items", {}).to_dicts() == [{"id": 1, "amount": 1.0}]
     ledger = dest.read(RUNS.name, {}, order_by=["started_at"]).to_dicts()
     dest.close()
@@ -121,38 +123,38 @@ def test_unreadable_file_fails_run_and_changes_nothing(
 
 
 def test_schema_conflict_fails_before_writing(
-    tmp_path: Path, duckdb_url: str, write_pipeline: Callable[[str], Path]
+    tmp_path: Path, destination_url: str, write_pipeline: Callable[[str], Path]
 ) -> None:
     """A column whose inferred type changes fails the run with SchemaConflict; nothing written."""
     (tmp_path / "items.jsonl").write_text('{"id": 1, "size": 10}\n')
     pipeline = write_pipeline(PIPELINE.format(path="items.jsonl"))
-    _run(pipeline, duckdb_url)
+    _run(pipeline, destination_url)
     (tmp_path / "items.jsonl").write_text('{"id": 2, "size": "large"}\n')
-    summary = Pipeline.from_yaml(pipeline).run(RunOptions(destination=duckdb_url))
+    summary = Pipeline.from_yaml(pipeline).run(RunOptions(destination=destination_url))
     assert summary.resources[0].error == (
         "table 'items': column 'size' is BIGINT in the destination but TEXT in this run; "
         "declare `type: bigint` for it, or migrate the table first"
     )
-    dest = connect(duckdb_url)
+    dest = connect(destination_url)
     assert dest.read("items", {}).to_dicts() == [{"id": 1, "amount": None, "size": 10}]
     dest.close()
 
 
 def test_failure_after_staged_batches_rolls_back_everything(
-    tmp_path: Path, duckdb_url: str, write_pipeline: Callable[[str], Path]
+    tmp_path: Path, destination_url: str, write_pipeline: Callable[[str], Path]
 ) -> None:
     """A run failing on its third batch leaves rows, quarantine and state as before it started."""
     pipeline = write_pipeline(PIPELINE.format(path="items.jsonl") + "    batch_size: 2\n")
     (tmp_path / "items.jsonl").write_text('{"id": 1, "size": 1}\n{"id": 2, "amount": -5}\n')
-    _run(pipeline, duckdb_url)
+    _run(pipeline, destination_url)
     lines = [json.dumps({"id": i, "size": i, "amount": -1 if i == 3 else 1}) for i in range(1, 5)]
     lines.append('{"id": 5, "size": "huge"}')
     (tmp_path / "items.jsonl").write_text("\n".join(lines) + "\n")
-    summary = Pipeline.from_yaml(pipeline).run(RunOptions(destination=duckdb_url))
+    summary = Pipeline.from_yaml(pipeline).run(RunOptions(destination=destination_url))
     result = summary.resources[0]
     assert result.status == "failed"
     assert result.counts.fetched == 5
-    dest = connect(duckdb_url)
+    dest = connect(destination_url)
     assert dest.read("items", {}).to_dicts() == [{"id": 1, "amount": None, "size": 1}]
     assert dest.read(QUARANTINE.name, {}).height == 1
     assert dest.read("_ladle_state", {}).height == 1
@@ -162,12 +164,14 @@ def test_failure_after_staged_batches_rolls_back_everything(
 
 
 def test_dry_run_writes_nothing(
-    tmp_path: Path, duckdb_url: str, write_pipeline: Callable[[str], Path]
+    tmp_path: Path, destination_url: str, write_pipeline: Callable[[str], Path]
 ) -> None:
     """--dry-run reads, casts and validates, reports what would load, and creates no file."""
     (tmp_path / "items.jsonl").write_text('{"id": 1, "amount": 2}\n{"id": 2, "amount": -1}\n')
     pipeline = write_pipeline(PIPELINE.format(path="items.jsonl"))
-    summary = Pipeline.from_yaml(pipeline).run(RunOptions(destination=duckdb_url, dry_run=True))
+    summary = Pipeline.from_yaml(pipeline).run(
+        RunOptions(destination=destination_url, dry_run=True)
+    )
     result = summary.resources[0]
     assert (result.counts.fetched, result.counts.quarantined, result.ready) == (2, 1, 1)
-    assert not Path(duckdb_url.removeprefix("duckdb:///")).exists()
+    assert not Path(destination_url.removeprefix("duckdb:///")).exists()

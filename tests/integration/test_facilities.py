@@ -53,10 +53,10 @@ def _run(path: Path, url: str) -> Counts:
     return counts
 
 
-def test_first_run_matches_manifest(tmp_path: Path, duckdb_url: str) -> None:
+def test_first_run_matches_manifest(tmp_path: Path, destination_url: str) -> None:
     """Valid facilities are inserted once; invalid ones quarantined; re-sent ones deduplicated."""
     path, _, manifest = _setup(tmp_path)
-    counts = _run(path, duckdb_url)
+    counts = _run(path, destination_url)
     assert counts.fetched == manifest["records"]
     assert counts.inserted == manifest["facilities"]
     assert counts.quarantined == manifest["invalid"]
@@ -64,11 +64,11 @@ def test_first_run_matches_manifest(tmp_path: Path, duckdb_url: str) -> None:
     assert (counts.updated, counts.unchanged) == (0, 0)
 
 
-def test_loaded_rows_are_standardized(tmp_path: Path, duckdb_url: str) -> None:
+def test_loaded_rows_are_standardized(tmp_path: Path, destination_url: str) -> None:
     """Aliased fields are merged, names trimmed, counties upper-cased, latest duplicate kept."""
     path, document, _ = _setup(tmp_path)
-    _run(path, duckdb_url)
-    dest = connect(duckdb_url)
+    _run(path, destination_url)
+    dest = connect(destination_url)
     rows = {r["facility_code"]: r for r in dest.read("facilities", {}).to_dicts()}
     dest.close()
     resent = [r for r in document["facilities"] if isinstance(r["beds"], int) and r["beds"] >= 1000]
@@ -83,11 +83,11 @@ def test_loaded_rows_are_standardized(tmp_path: Path, duckdb_url: str) -> None:
         assert json.loads(row["services"])
 
 
-def test_quarantine_positions_point_at_bad_records(tmp_path: Path, duckdb_url: str) -> None:
+def test_quarantine_positions_point_at_bad_records(tmp_path: Path, destination_url: str) -> None:
     """Each quarantined record's position indexes the broken record in the source file."""
     path, document, manifest = _setup(tmp_path)
-    _run(path, duckdb_url)
-    dest = connect(duckdb_url)
+    _run(path, destination_url)
+    dest = connect(destination_url)
     rows = dest.read(QUARANTINE.name, {}).to_dicts()
     dest.close()
     assert len(rows) == manifest["invalid"]
@@ -109,21 +109,21 @@ def test_quarantine_positions_point_at_bad_records(tmp_path: Path, duckdb_url: s
     assert set().union(*rules.values()) == expected
 
 
-def test_second_run_is_all_unchanged(tmp_path: Path, duckdb_url: str) -> None:
+def test_second_run_is_all_unchanged(tmp_path: Path, destination_url: str) -> None:
     """The same input again inserts and updates nothing."""
     path, _, manifest = _setup(tmp_path)
-    _run(path, duckdb_url)
-    again = _run(path, duckdb_url)
+    _run(path, destination_url)
+    again = _run(path, destination_url)
     assert (again.inserted, again.updated) == (0, 0)
     assert again.unchanged == manifest["facilities"]
     assert again.deduplicated == manifest["duplicates"]
     assert again.quarantined == manifest["invalid"]
 
 
-def test_changed_input_gives_exact_counts(tmp_path: Path, duckdb_url: str) -> None:
+def test_changed_input_gives_exact_counts(tmp_path: Path, destination_url: str) -> None:
     """Changing 7 facilities and adding 5 new ones gives 5 inserted and 7 updated."""
     path, document, manifest = _setup(tmp_path)
-    _run(path, duckdb_url)
+    _run(path, destination_url)
     seen: set[str] = set()
     changed = 0
     for record in document["facilities"]:
@@ -148,7 +148,7 @@ def test_changed_input_gives_exact_counts(tmp_path: Path, duckdb_url: str) -> No
         record["facility_code"] = f"KE-{90000 + i:05d}"
         document["facilities"].append(record)
     _write(tmp_path, document)
-    counts = _run(path, duckdb_url)
+    counts = _run(path, destination_url)
     new_valid = 5 - sum(
         1 for r in extra["facilities"][:5]
         if r["location"]["latitude"] > 90 or "sometime" in r["opened_on"]
@@ -159,15 +159,15 @@ def test_changed_input_gives_exact_counts(tmp_path: Path, duckdb_url: str) -> No
 
 
 @pytest.mark.parametrize("mode", ["append", "replace"])
-def test_other_write_modes_balance(tmp_path: Path, duckdb_url: str, mode: str) -> None:
+def test_other_write_modes_balance(tmp_path: Path, destination_url: str, mode: str) -> None:
     """append and replace load the same valid rows and keep the invariant."""
     path, _, manifest = _setup(tmp_path)
     text = path.read_text().replace("write: merge", f"write: {mode}")
     path.write_text(text)
-    first = _run(path, duckdb_url)
-    second = _run(path, duckdb_url)
+    first = _run(path, destination_url)
+    second = _run(path, destination_url)
     assert first.inserted == second.inserted == manifest["facilities"]
-    dest = connect(duckdb_url)
+    dest = connect(destination_url)
     loaded = dest.read("facilities", {}).height
     dest.close()
     assert loaded == manifest["facilities"] * (2 if mode == "append" else 1)

@@ -1,0 +1,681 @@
+"""PostgreSQL destination: COPY in, one set-based statement to merge, exact counts.
+
+Batches become CSV in Polars (Rust, not per row in Python) and stream through one
+long-lived ``COPY … FROM STDIN`` whose writer thread sends while the next batch is
+parsed. A merge into an empty table copies straight into it (keys seen before in the
+load go to a TEMP staging table instead); otherwise everything is staged and merged
+with one ``INSERT … ON CONFLICT … DO UPDATE … WHERE … IS DISTINCT FROM …``, whose
+``RETURNING (xmax = 0)`` tells inserted from updated rows. Every identifier goes
+through ``psycopg.sql.Identifier``; every value is bound or COPYed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import polars as pl
+import psycopg
+from psycopg import sql
+from psycopg.copy import Copy, QueuedLibpqWriter
+from psycopg.types.string import TextLoader
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ladle.config import WriteMode
+from ladle.destinations import Check, LoadCounts, LoadTarget, mask
+from ladle.destinations.evolve import SEQ, TEXT, batch_types, new_columns
+from ladle.errors import DestinationError
+from ladle.ledger import RUNS, RunEntry
+from ladle.quarantine import QUARANTINE
+from ladle.schema import ColumnType, Kind, TableDef
+from ladle.state import STATE
+
+_SYSTEM = (RUNS, QUARANTINE, STATE)
+# SQLSTATE classes worth retrying: connection exceptions, and serialization failures.
+_TRANSIENT = ("08", "40")
+
+
+def _parse_url(url: str) -> tuple[str, str]:
+    """Split ``?schema=`` off the URL: psycopg does not know it, ladle does."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    schema = next((v for k, v in query if k == "schema"), "public")
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schema
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    """Every pooled connection: UTC session, JSON read back as text (as DuckDB gives it)."""
+    conn.adapters.register_loader("jsonb", TextLoader)
+    conn.adapters.register_loader("json", TextLoader)
+    conn.execute("SET TIME ZONE 'UTC'")
+    conn.commit()
+
+
+class PostgresDestination:
+    """A PostgreSQL database (``postgresql://user@host:port/db?schema=name``), pooled."""
+
+    def __init__(self, url: str) -> None:
+        self.url = mask(url)
+        conninfo, self.schema = _parse_url(url)
+        self._pool = ConnectionPool(
+            conninfo, min_size=1, max_size=4, open=False, configure=_configure,
+            name="ladle", timeout=30,
+        )  # fmt: skip
+        with _translated(f"connecting to {self.url}"):
+            self._pool.open(wait=True, timeout=15)
+        with self._pool.connection() as conn, _translated("creating ladle's tables"):
+            create = sql.SQL("CREATE SCHEMA IF NOT EXISTS {}")
+            conn.execute(create.format(sql.Identifier(self.schema)))
+            for table in _SYSTEM:
+                _ensure_system_table(conn, self.schema, table)
+
+    def connections_in_use(self) -> int:
+        """Connections checked out of the pool right now (for leak accounting)."""
+        stats = self._pool.get_stats()
+        return int(stats.get("pool_size", 0)) - int(stats.get("pool_available", 0))
+
+    def begin(self, target: LoadTarget) -> PostgresLoad:
+        """Check a connection out of the pool for one resource's load."""
+        conn = self._pool.getconn()
+        return PostgresLoad(conn, self.schema, target, release=self._pool.putconn)
+
+    def record_run(self, entry: RunEntry) -> None:
+        """Write the ledger row in its own transaction."""
+        with self._pool.connection() as conn, _translated("writing the ledger"):
+            _write_ledger(conn, self.schema, entry)
+
+    def read(
+        self, table: str, where: Mapping[str, Any], *, order_by: Sequence[str] = (), limit: int = 0
+    ) -> pl.DataFrame:
+        """Rows of ``table`` matching ``where``; ``-col`` in ``order_by`` sorts descending."""
+        query = sql.SQL("SELECT * FROM {}").format(sql.Identifier(self.schema, table))
+        if where:
+            query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(
+                sql.SQL("{} = %s").format(sql.Identifier(k)) for k in where
+            )
+        if order_by:
+            query += sql.SQL(" ORDER BY ") + sql.SQL(", ").join(
+                sql.SQL("{} DESC").format(sql.Identifier(c[1:]))
+                if c.startswith("-")
+                else sql.Identifier(c)
+                for c in order_by
+            )
+        if limit:
+            query += sql.SQL(" LIMIT {}").format(sql.Literal(int(limit)))
+        with self._pool.connection() as conn, _translated(f"reading {table}"):
+            if _columns(conn, self.schema, table) is None:
+                return pl.DataFrame()
+            cursor = conn.execute(query, list(where.values()))
+            names = [d.name for d in cursor.description or []]
+            rows = cursor.fetchall()
+        return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+
+    def diagnose(self) -> list[Check]:
+        """For ``ladle doctor``: does the server answer, which version, may ladle create tables."""
+        checks = [Check("destination answers", True, self.url)]
+        with self._pool.connection() as conn, _translated("asking the server's version"):
+            row = conn.execute("SHOW server_version").fetchone()
+            checks.append(Check("server version", True, f"PostgreSQL {row[0] if row else '?'}"))
+            probe = sql.SQL("CREATE TABLE {} (x integer)").format(
+                sql.Identifier(self.schema, "_ladle_doctor_probe")
+            )
+            try:
+                conn.execute(probe)
+            except psycopg.Error as exc:
+                checks.append(Check("can create tables", False, _message(exc)))
+            else:
+                checks.append(Check("can create tables", True, f"in schema {self.schema!r}"))
+            conn.rollback()
+        return checks
+
+    def close(self) -> None:
+        """Close the pool and its connections."""
+        self._pool.close()
+
+
+class PostgresLoad:
+    """One resource's load on one pooled connection, in one transaction."""
+
+    def __init__(
+        self, conn: psycopg.Connection[Any], schema: str, target: LoadTarget, *, release: Any
+    ) -> None:
+        self._conn = conn
+        self._release = release
+        self._schema = schema
+        self._target = target
+        self._table = target.table
+        self._merge = target.write is WriteMode.MERGE
+        self._staging = self._merge or bool(target.dedupe_on)
+        self._write_into = (
+            f"{target.table}__ladle_new" if target.write is WriteMode.REPLACE else target.table
+        )
+        self._stage_name = f"_ladle_stage_{target.table}"
+        self._seen: list[str] = []
+        self._existing: dict[str, ColumnType] = {}
+        self._prepared = False
+        self._direct = False
+        """Merge into a table that was empty: new keys are copied straight into it."""
+        self._seen_keys: list[pl.Series] = []
+        self._copied = 0
+        self._staged = 0
+        self._copy = _CopyStream(conn)
+
+    # ------------------------------------------------------------ staging
+
+    def stage(self, frame: pl.DataFrame) -> None:
+        """Add a batch: evolve the table, then stream it through COPY."""
+        types = batch_types(frame, self._target.declared)
+        with _translated(f"loading {self._table!r}"):
+            if not self._prepared:
+                self._prepare(types)
+            self._evolve(types)
+            for column in types:
+                if column not in self._seen:
+                    self._seen.append(column)
+            if frame.height == 0:
+                return
+            if self._direct:
+                frame = self._copy_new_keys(frame)
+            if frame.height:
+                if self._staging:
+                    stage = sql.Identifier(self._stage_name)
+                    self._copy.write(stage, [*self._seen, SEQ], frame)
+                    self._staged += frame.height
+                else:
+                    self._copy.write(self._ident(self._write_into), self._seen, frame)
+                    self._copied += frame.height
+
+    def _copy_new_keys(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Direct path: copy rows whose key is new to this load into the target; return the rest.
+
+        A key hash seen before (in this batch or an earlier one) sends the row to staging,
+        where the merge applies keep first/last. A hash collision only costs a detour.
+        """
+        keys = frame.select(pl.struct(list(self._target.primary_key)).hash().alias("h"))["h"]
+        fresh = keys.is_first_distinct()
+        if self._seen_keys:
+            fresh &= ~keys.is_in(pl.concat(self._seen_keys))
+        self._seen_keys.append(keys.filter(fresh))
+        new_rows = frame.filter(fresh)
+        if new_rows.height:
+            self._copy.write(self._ident(self._table), self._seen, new_rows)
+            self._copied += new_rows.height
+        return frame.filter(~fresh)
+
+    def _prepare(self, types: Mapping[str, ColumnType | None]) -> None:
+        """First batch: create the table (fresh for replace), decide the path, make staging."""
+        self._prepared = True
+        if self._target.write is WriteMode.REPLACE:
+            self._execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._ident(self._write_into)))
+        existing = _columns(self._conn, self._schema, self._write_into)
+        if existing is None:
+            self._create(types)
+            existing = _columns(self._conn, self._schema, self._write_into)
+        self._existing = dict(existing or {})
+        if self._merge:
+            self._require_unique_key()
+            self._direct = self._can_copy_directly()
+        if self._staging:
+            self._execute(
+                sql.SQL(
+                    "CREATE TEMP TABLE {stage} ON COMMIT DROP AS "
+                    "SELECT *, NULL::bigint AS {seq} FROM {target} LIMIT 0"
+                ).format(
+                    stage=sql.Identifier(self._stage_name),
+                    seq=sql.Identifier(SEQ),
+                    target=self._ident(self._write_into),
+                )
+            )
+
+    def _can_copy_directly(self) -> bool:
+        """True when the target is empty: lock it against other writers and copy into it."""
+        if self._target.dedupe_on not in ((), self._target.primary_key):
+            return False
+        self._execute(
+            sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self._ident(self._table))
+        )
+        row = self._execute(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(self._ident(self._table))
+        ).fetchone()
+        return not (row and row[0])
+
+    def _create(self, types: Mapping[str, ColumnType | None]) -> None:
+        pk = self._target.primary_key if self._merge else ()
+        missing = [k for k in pk if k not in types]
+        if missing:
+            raise DestinationError(
+                f"table {self._table!r}: primary key column(s) {missing} are not in the data"
+            )
+        columns = [
+            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL((t or TEXT).postgres))
+            for c, t in types.items()
+        ]
+        if pk:
+            columns.append(
+                sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, pk)))
+            )
+        self._execute(
+            sql.SQL("CREATE TABLE {} ({})").format(
+                self._ident(self._write_into), sql.SQL(", ").join(columns)
+            )
+        )
+
+    def _require_unique_key(self) -> None:
+        """ON CONFLICT needs a unique index on exactly the primary key columns."""
+        row = self._execute(
+            sql.SQL(
+                "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s AND i.indisunique AND "
+                "(SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a "
+                " WHERE a.attrelid = c.oid AND a.attnum = ANY(i.indkey)) = %s::text[]"
+            ),
+            [self._schema, self._table, sorted(self._target.primary_key)],
+        ).fetchone()
+        if row is None:
+            keys = ", ".join(self._target.primary_key)
+            raise DestinationError(
+                f"table {self._table!r} has no unique index on ({keys}), which merge needs; "
+                f"create one (ALTER TABLE … ADD PRIMARY KEY ({keys})) or load with write: replace"
+            )
+
+    def _evolve(self, types: Mapping[str, ColumnType | None]) -> None:
+        """Add new columns (to the target and staging); refuse types that do not fit."""
+        # Known columns are cached: no catalog query per batch, so the COPY stays open.
+        added = new_columns(self._table, self._existing, types)
+        for column, kind in added.items():
+            self._existing[column] = kind
+            tables = [self._ident(self._write_into)]
+            if self._staging:
+                tables.append(sql.Identifier(self._stage_name))
+            for table in tables:
+                self._execute(
+                    sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                        table, sql.Identifier(column), sql.SQL(kind.postgres)
+                    )
+                )
+
+    # ------------------------------------------------------------ finishing
+
+    def finish(self) -> LoadCounts:
+        """Dedupe staged rows and merge them in with one statement; exact counts."""
+        with _translated(f"merging into {self._table!r}"):
+            self._copy.close()
+            if not self._prepared:
+                return self._finish_empty()
+            counts = LoadCounts(self._copied, 0, 0, 0)
+            if self._staging:
+                deduplicated = self._dedupe()
+                if self._merge:
+                    counts = self._upsert(deduplicated)
+                else:
+                    inserted = self._insert_staged()
+                    counts = LoadCounts(self._copied + inserted, 0, 0, deduplicated)
+            if self._target.write is WriteMode.REPLACE:
+                self._execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._ident(self._table)))
+                self._execute(
+                    sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                        self._ident(self._write_into), sql.Identifier(self._table)
+                    )
+                )
+            return counts
+
+    def _finish_empty(self) -> LoadCounts:
+        if self._target.write is WriteMode.REPLACE and _columns(
+            self._conn, self._schema, self._table
+        ):
+            self._execute(sql.SQL("DELETE FROM {}").format(self._ident(self._table)))
+        return LoadCounts(0, 0, 0, 0)
+
+    def _dedupe(self) -> int:
+        """Delete all but one staged row per key (keep first/last by order column, then seq)."""
+        removed = 0
+        keys = [self._target.dedupe_on] if self._target.dedupe_on else []
+        if self._merge and self._target.primary_key not in keys:
+            keys.append(self._target.primary_key)
+        for key in keys:
+            primary = key == self._target.dedupe_on
+            keep = self._target.dedupe_keep if primary else "last"
+            order_by = self._target.dedupe_order_by if primary else None
+            direction = sql.SQL("DESC NULLS LAST" if keep == "last" else "ASC NULLS FIRST")
+            seq_direction = sql.SQL("DESC" if keep == "last" else "ASC")
+            order: sql.Composable = sql.SQL("")
+            if order_by:
+                order = sql.SQL("{} {}, ").format(sql.Identifier(order_by), direction)
+            stage = sql.Identifier(self._stage_name)
+            cursor = self._execute(
+                sql.SQL(
+                    "DELETE FROM {stage} s USING (SELECT {seq} FROM (SELECT {seq}, row_number() "
+                    "OVER (PARTITION BY {key} ORDER BY {order}{seq} {sdir}) AS rn FROM {stage} "
+                    "WHERE {not_null}) ranked WHERE rn > 1) d WHERE s.{seq} = d.{seq}"
+                ).format(
+                    stage=stage,
+                    seq=sql.Identifier(SEQ),
+                    key=sql.SQL(", ").join(map(sql.Identifier, key)),
+                    order=order,
+                    sdir=seq_direction,
+                    not_null=sql.SQL(" AND ").join(
+                        sql.SQL("{} IS NOT NULL").format(sql.Identifier(k)) for k in key
+                    ),
+                )
+            )
+            removed += max(cursor.rowcount, 0)
+        return removed
+
+    def _upsert(self, deduplicated: int) -> LoadCounts:
+        """One INSERT … ON CONFLICT that inserts new keys and rewrites only changed rows."""
+        pk = self._target.primary_key
+        values = [c for c in self._seen if c not in pk]
+        names = sql.SQL(", ").join(map(sql.Identifier, self._seen))
+        if values:
+            changed = sql.SQL("({}) IS DISTINCT FROM ({})").format(
+                sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in values),
+                sql.SQL(", ").join(
+                    sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in values
+                ),
+            )
+            condition = changed
+            if self._direct:
+                condition = sql.SQL("{} AND {}").format(changed, self._keep_condition())
+            action = sql.SQL("DO UPDATE SET {} WHERE {}").format(
+                sql.SQL(", ").join(
+                    sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in values
+                ),
+                condition,
+            )
+        else:
+            action = sql.Composed([sql.SQL("DO NOTHING")])
+        row = self._execute(
+            sql.SQL(
+                "WITH upsert AS (INSERT INTO {target} AS t ({names}) SELECT {names} FROM {stage} "
+                "ORDER BY {seq} ON CONFLICT ({pk}) {action} RETURNING (xmax = 0) AS inserted) "
+                "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) "
+                "FROM upsert"
+            ).format(
+                target=self._ident(self._table),
+                names=names,
+                stage=sql.Identifier(self._stage_name),
+                seq=sql.Identifier(SEQ),
+                pk=sql.SQL(", ").join(map(sql.Identifier, pk)),
+                action=action,
+            )
+        ).fetchone()
+        inserted, updated = (int(row[0]), int(row[1])) if row else (0, 0)
+        staged = self._count_stage()
+        if self._direct:
+            # The table was empty: a staged row whose key exists was loaded earlier in this
+            # same run, so it is a duplicate, whichever of the two was kept.
+            return LoadCounts(self._copied + inserted, 0, 0, deduplicated + staged - inserted)
+        return LoadCounts(inserted, updated, staged - inserted - updated, deduplicated)
+
+    def _keep_condition(self) -> sql.Composable:
+        """On the direct path, whether the staged duplicate replaces the copied row."""
+        order_by, keep = self._target.dedupe_order_by, self._target.dedupe_keep
+        if order_by is None:
+            return sql.SQL("TRUE" if keep == "last" else "FALSE")
+        new, old = (
+            sql.SQL("EXCLUDED.{}").format(sql.Identifier(order_by)),
+            sql.SQL("t.{}").format(sql.Identifier(order_by)),
+        )
+        if keep == "last":
+            return sql.SQL("({new} IS NOT NULL AND ({old} IS NULL OR {new} >= {old}))").format(
+                new=new, old=old
+            )
+        return sql.SQL("(({new} IS NULL AND {old} IS NOT NULL) OR {new} < {old})").format(
+            new=new, old=old
+        )
+
+    def _insert_staged(self) -> int:
+        names = sql.SQL(", ").join(map(sql.Identifier, self._seen))
+        cursor = self._execute(
+            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY {}").format(
+                self._ident(self._write_into),
+                names,
+                names,
+                sql.Identifier(self._stage_name),
+                sql.Identifier(SEQ),
+            )
+        )
+        return max(int(cursor.rowcount), 0)
+
+    def _count_stage(self) -> int:
+        row = self._execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(self._stage_name))
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    # ------------------------------------------------------------ bookkeeping
+
+    def write_quarantine(self, rows: pl.DataFrame, *, run_id: str, resource: str) -> None:
+        """Append rejected records to ``_ladle_quarantine`` in this transaction."""
+        if rows.height == 0:
+            return
+        now = datetime.now(UTC)
+        values = [
+            (run_id, self._target.pipeline, resource, r["position"], r["raw"], r["errors"], now)
+            for r in rows.iter_rows(named=True)
+        ]
+        with _translated("writing the quarantine"):
+            self._copy.close()
+            with self._conn.cursor() as cursor:
+                cursor.executemany(
+                    sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s, %s)").format(
+                        sql.Identifier(self._schema, QUARANTINE.name)
+                    ),
+                    values,
+                )
+
+    def write_state(self, resource: str, key: str, value: Any, *, run_id: str) -> None:
+        """Replace one ``_ladle_state`` entry in this transaction."""
+        table = sql.Identifier(self._schema, STATE.name)
+        pipeline = self._target.pipeline
+        with _translated("writing state"):
+            self._copy.close()
+            self._execute(
+                sql.SQL("DELETE FROM {} WHERE pipeline = %s AND resource = %s AND key = %s").format(
+                    table
+                ),
+                [pipeline, resource, key],
+            )
+            self._execute(
+                sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s)").format(table),
+                [
+                    pipeline,
+                    resource,
+                    key,
+                    json.dumps(value, default=str),
+                    run_id,
+                    datetime.now(UTC),
+                ],
+            )
+
+    def write_ledger(self, entry: RunEntry) -> None:
+        """Write the ledger row's final values in this transaction."""
+        with _translated("writing the ledger"):
+            self._copy.close()
+            _write_ledger(self._conn, self._schema, entry, commit=False)
+
+    def commit(self) -> None:
+        """Commit data, quarantine, state and ledger together, and return the connection."""
+        try:
+            with _translated(f"committing {self._table!r}"):
+                self._copy.close()
+                self._conn.commit()
+        finally:
+            self._give_back()
+
+    def rollback(self) -> None:
+        """Undo everything this load did, and return the connection (or drop it if broken)."""
+        try:
+            with _translated(f"rolling back {self._table!r}"):
+                self._copy.abort()
+                if not self._conn.closed:
+                    self._conn.rollback()
+        finally:
+            self._give_back()
+
+    def _give_back(self) -> None:
+        if self._release is not None:
+            release, self._release = self._release, None
+            release(self._conn)
+
+    # ------------------------------------------------------------ helpers
+
+    def _ident(self, table: str) -> sql.Identifier:
+        return sql.Identifier(self._schema, table)
+
+    def _execute(self, query: sql.SQL | sql.Composed, params: Sequence[Any] | None = None) -> Any:
+        self._copy.close()
+        return self._conn.execute(query, params)
+
+
+class _CopyStream:
+    """One ``COPY … FROM STDIN (FORMAT csv)`` kept open across batches of the same shape.
+
+    The queued writer sends from a thread, so Polars parses the next batch while the
+    server ingests this one. Any other statement on the connection closes the stream first.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+        self._key: tuple[Any, ...] | None = None
+        self._context: AbstractContextManager[Copy] | None = None
+        self._copy: Copy | None = None
+        self._cursor: psycopg.Cursor[Any] | None = None
+
+    def write(self, table: sql.Identifier, columns: list[str], frame: pl.DataFrame) -> None:
+        key = (table.as_string(self._conn), tuple(columns))
+        if key != self._key:
+            self.close()
+            statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+                table, sql.SQL(", ").join(map(sql.Identifier, columns))
+            )
+            self._cursor = self._conn.cursor()
+            self._context = self._cursor.copy(statement, writer=QueuedLibpqWriter(self._cursor))
+            self._copy = self._context.__enter__()
+            self._key = key
+        assert self._copy is not None  # noqa: S101 - set just above
+        self._copy.write(frame.select(columns).write_csv(include_header=False).encode())
+
+    def close(self) -> None:
+        """Finish the COPY (the server reports any bad row here)."""
+        if self._context is not None:
+            context, self._context, self._copy, self._key = self._context, None, None, None
+            context.__exit__(None, None, None)
+            if self._cursor is not None:
+                self._cursor.close()
+
+    def abort(self) -> None:
+        """Abandon the COPY after a failure; errors here are expected and ignored."""
+        if self._context is not None:
+            context, self._context, self._copy, self._key = self._context, None, None, None
+            with suppress(psycopg.Error):
+                context.__exit__(DestinationError, DestinationError("aborted"), None)
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+@contextmanager
+def _translated(doing: str) -> Iterator[None]:
+    """Turn psycopg's errors into DestinationError at the boundary, passwords masked."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        state = getattr(exc, "sqlstate", None) or ""
+        transient = isinstance(exc, psycopg.OperationalError) or state.startswith(_TRANSIENT)
+        raise DestinationError(
+            f"PostgreSQL error while {doing}: {_message(exc)}", transient=transient
+        ) from exc
+    except PoolTimeout as exc:
+        raise DestinationError(f"PostgreSQL error while {doing}: {mask(str(exc))}") from exc
+
+
+def _message(exc: BaseException) -> str:
+    return mask(re.sub(r"\s+", " ", str(exc)).strip())
+
+
+_PG_KINDS = {
+    "text": Kind.TEXT, "character varying": Kind.TEXT, "character": Kind.TEXT,
+    "integer": Kind.INT, "smallint": Kind.INT, "bigint": Kind.BIGINT,
+    "double precision": Kind.DOUBLE, "real": Kind.DOUBLE, "boolean": Kind.BOOL,
+    "date": Kind.DATE, "timestamp without time zone": Kind.TIMESTAMP,
+    "timestamp with time zone": Kind.TIMESTAMPTZ, "jsonb": Kind.JSON, "json": Kind.JSON,
+}  # fmt: skip
+
+
+def _columns(
+    conn: psycopg.Connection[Any], schema: str, table: str
+) -> dict[str, ColumnType] | None:
+    """The table's columns and types, or None if there is no such table."""
+    rows = conn.execute(
+        "SELECT column_name, data_type, numeric_precision, numeric_scale "
+        "FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+        "ORDER BY ordinal_position",
+        [schema, table],
+    ).fetchall()
+    if not rows:
+        return None
+    columns = {}
+    for name, data_type, precision, scale in rows:
+        if data_type == "numeric":
+            columns[name] = ColumnType(Kind.DECIMAL, precision or 38, scale or 0)
+        else:
+            columns[name] = ColumnType(_PG_KINDS.get(data_type, Kind.TEXT))
+    return columns
+
+
+def _ensure_system_table(conn: psycopg.Connection[Any], schema: str, table: TableDef) -> None:
+    """Create one of ladle's own tables, or add the columns a newer ladle has."""
+    existing = _columns(conn, schema, table.name)
+    ident = sql.Identifier(schema, table.name)
+    if existing is None:
+        columns = [
+            sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind.postgres))
+            for name, kind in table.columns
+        ]
+        if table.primary_key:
+            columns.append(
+                sql.SQL("PRIMARY KEY ({})").format(
+                    sql.SQL(", ").join(map(sql.Identifier, table.primary_key))
+                )
+            )
+        conn.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(ident, sql.SQL(", ").join(columns))
+        )
+    else:
+        for name, kind in table.columns:
+            if name not in existing:
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                        ident, sql.Identifier(name), sql.SQL(kind.postgres)
+                    )
+                )
+    conn.commit()
+
+
+def _write_ledger(
+    conn: psycopg.Connection[Any], schema: str, entry: RunEntry, *, commit: bool = True
+) -> None:
+    row = entry.row()
+    table = sql.Identifier(schema, RUNS.name)
+    conn.execute(
+        sql.SQL("DELETE FROM {} WHERE run_id = %s AND resource = %s").format(table),
+        [entry.run_id, entry.resource],
+    )
+    conn.execute(
+        sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            table,
+            sql.SQL(", ").join(map(sql.Identifier, row)),
+            sql.SQL(", ").join(sql.Placeholder() for _ in row),
+        ),
+        list(row.values()),
+    )
+    if commit:
+        conn.commit()
