@@ -314,3 +314,23 @@ def init(name: str) -> None:
     for path in created:
         out.print(f"created {path}")
     out.print(f"next: cd {name} && ladle run pipeline.yaml")
+
+
+# ------------------------------------------------------------------ doctor
+
+
+@main.command()
+@_destination_options
+def doctor(file: Path | None, pipeline_name: str | None, destination: str | None) -> None:
+    """Check the destination: does it answer, which version, may ladle create tables."""
+    with _errors():
+        dest, _ = _open(file, pipeline_name, destination)
+        try:
+            checks = dest.diagnose()
+        finally:
+            dest.close()
+    for check in checks:
+        mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
+        out.print(f"{mark} {escape(check.name)}: {escape(check.detail)}")
+    if not all(check.ok for check in checks):
+        sys.exit(1)

@@ -29,7 +29,7 @@ RUNS = TableDef(
         ("deduplicated", _BIG), ("quarantined", _BIG), ("bytes_read", _BIG),
         ("started_at", _TS), ("finished_at", _TS), ("error", _T), ("peak_memory_mb", _F),
         ("ladle_version", _T), ("config_hash", _T), ("host", _T), ("pid", _BIG),
-        ("write_mode", _T),
+        ("write_mode", _T), ("leaked_connections", _BIG),
     ),
     ("run_id", "resource"),
 )  # fmt: skip
@@ -52,6 +52,7 @@ class RunEntry:
     finished_at: datetime | None = None
     error: str | None = None
     peak_memory_mb: float | None = None
+    leaked_connections: int = 0
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
 
@@ -67,7 +68,7 @@ class RunEntry:
             "finished_at": self.finished_at, "error": self.error,
             "peak_memory_mb": self.peak_memory_mb, "ladle_version": self.ladle_version,
             "config_hash": self.config_hash, "host": self.host, "pid": self.pid,
-            "write_mode": self.write_mode,
+            "write_mode": self.write_mode, "leaked_connections": self.leaked_connections,
         }  # fmt: skip
 
 

@@ -147,15 +147,27 @@ class Pipeline:
         return override or self.config.spec.destination or default_url(self.name)
 
     def run(
-        self, options: RunOptions | None = None, observer: RunObserver | None = None
+        self,
+        options: RunOptions | None = None,
+        observer: RunObserver | None = None,
+        *,
+        destination: Destination | None = None,
     ) -> RunSummary:
-        """Load every (selected) resource; a failed resource does not stop the others."""
+        """Load every (selected) resource; a failed resource does not stop the others.
+
+        A ``destination`` passed in is used as it is and left open (the caller owns it);
+        otherwise one is opened from the URL and closed at the end.
+        """
         options = options or RunOptions()
         observer = observer or _LogObserver()
         selected = self._select(options.resources)
-        url = self.destination_url(options.destination)
+        url = destination.url if destination else self.destination_url(options.destination)
         summary = RunSummary(uuid.uuid4().hex[:12], self.name, mask(url), options.dry_run)
-        destination = None if options.dry_run else connect(url, base_dir=self.config.base_dir)
+        owned = destination is None and not options.dry_run
+        if options.dry_run:
+            destination = None
+        elif destination is None:
+            destination = connect(url, base_dir=self.config.base_dir)
         try:
             for res in selected:
                 observer.resource_started(res.name)
@@ -163,7 +175,7 @@ class Pipeline:
                 summary.resources.append(result)
                 observer.resource_finished(result)
         finally:
-            if destination is not None:
+            if owned and destination is not None:
                 destination.close()
         return summary
 
@@ -188,8 +200,11 @@ def _run_resource(
     run_id: str,
     observer: RunObserver,
 ) -> ResourceResult:
-    """One resource in one transaction: committed with its ledger row, or rolled back."""
-    started = time.monotonic()
+    """One resource, with connection accounting around it: a connection not returned is a leak.
+
+    The count of checked-out connections is logged at the start and end of the load; a
+    higher count at the end is logged as a leak and written to the ledger row.
+    """
     entry = RunEntry(
         run_id=run_id,
         pipeline=config.name,
@@ -199,20 +214,42 @@ def _run_resource(
         config_hash=config.config_hash,
         ladle_version=ladle_version(),
     )
-    steps = _build_steps(config, res)
-    target = _target(config, res, steps)
+    if destination is None:
+        return _load_resource(config, res, None, entry, observer)
+    before = destination.connections_in_use()
+    log.debug("connections in use", resource=res.name, phase="load start", count=before)
+    result = _load_resource(config, res, destination, entry, observer)
+    after = destination.connections_in_use()
+    log.debug("connections in use", resource=res.name, phase="load end", count=after)
+    if after > before:
+        entry.leaked_connections = after - before
+        log.warning("connection leak", resource=res.name, leaked=entry.leaked_connections)
+        _record(destination, entry)
+    return result
+
+
+def _load_resource(
+    config: PipelineConfig,
+    res: Resource,
+    destination: Destination | None,
+    entry: RunEntry,
+    observer: RunObserver,
+) -> ResourceResult:
+    """One resource in one transaction: committed with its ledger row, or rolled back."""
+    started = time.monotonic()
     load = None
     try:
+        steps = _build_steps(config, res)
+        target = _target(config, res, steps)
         if destination is not None:
             destination.record_run(entry)
             load = destination.begin(target)
         ready = _stream(config, res, steps, load=load, entry=entry, observer=observer)
         if load is not None:
-            _finish(res, load, entry, run_id)
+            _finish(res, load, entry, entry.run_id)
         entry.status = SUCCEEDED
-        return ResourceResult(
-            res.name, res.table, SUCCEEDED, entry.counts, time.monotonic() - started, ready=ready
-        )
+        seconds = time.monotonic() - started
+        return ResourceResult(res.name, res.table, SUCCEEDED, entry.counts, seconds, ready=ready)
     except Exception as exc:
         message = (
             mask(str(exc)) if isinstance(exc, LadleError) else mask(f"{type(exc).__name__}: {exc}")
@@ -226,12 +263,19 @@ def _run_resource(
             entry.status, entry.error = FAILED, message
             entry.finished_at = _now()
             entry.peak_memory_mb = _peak_memory_mb()
-            destination.record_run(entry)
+            _record(destination, entry)
         if not isinstance(exc, LadleError):
             raise
-        return ResourceResult(
-            res.name, res.table, FAILED, entry.counts, time.monotonic() - started, message
-        )
+        seconds = time.monotonic() - started
+        return ResourceResult(res.name, res.table, FAILED, entry.counts, seconds, message)
+
+
+def _record(destination: Destination, entry: RunEntry) -> None:
+    """Write a ledger row outside the load; if even that fails, say so in the log."""
+    try:
+        destination.record_run(entry)
+    except LadleError as exc:
+        log.warning("could not write the ledger", resource=entry.resource, error=str(exc))
 
 
 def _stream(

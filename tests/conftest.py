@@ -95,11 +95,14 @@ class _ThrowawayPostgres:
             shutil.chown(self.root, "postgres")
         self._run([initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"])
         options = f"-p {self.port} -k {self.root} -h 127.0.0.1 -F"
-        self._run([pg_ctl, "-D", str(self.data), "-o", options, "-w", "-l", str(self.root / "log"), "start"])  # fmt: skip
+        log = str(self.root / "log")
+        self._run([pg_ctl, "-D", str(self.data), "-o", options, "-w", "-l", log, "start"])
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, command: list[str]) -> None:
-        result = subprocess.run([*self.prefix, *command], capture_output=True, text=True, check=False)  # fmt: skip
+        result = subprocess.run(
+            [*self.prefix, *command], capture_output=True, text=True, check=False
+        )
         if result.returncode != 0:
             pytest.fail(f"{' '.join(command)} failed: {result.stderr.strip()}\n{INSTALL_HINT}")
 

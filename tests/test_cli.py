@@ -115,3 +115,30 @@ def test_quarantine_show_lists_errors(
     assert shown.exit_code == 0
     assert "orders data/orders.jsonl:4" in shown.stdout
     assert "status: [in]" in shown.stdout
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgres"])
+def test_doctor_reports_destination(
+    runner: CliRunner, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """`ladle doctor` says the destination answers, its version, and that tables can be made."""
+    url = request.getfixturevalue(f"{kind}_url")
+    result = runner.invoke(main, ["doctor", "--destination", url])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("ok   destination answers: ")
+    assert lines[1].startswith(
+        "ok   server version: " + ("DuckDB" if kind == "duckdb" else "PostgreSQL")
+    )
+    assert lines[2].startswith("ok   can create tables: in schema ")
+
+
+def test_doctor_fails_for_unreachable_server(runner: CliRunner) -> None:
+    """An unreachable PostgreSQL is one error line, exit 1, with the password masked."""
+    url = "postgresql://u:pw@127.0.0.1:1/x?connect_timeout=1"
+    result = runner.invoke(main, ["doctor", "--destination", url])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "error: PostgreSQL error while connecting to postgresql://u:***@127.0.0.1:1/x"
+    )
+    assert "pw@" not in result.stderr

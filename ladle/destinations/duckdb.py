@@ -60,7 +60,7 @@ class DuckDBDestination:
         # Timestamps come back in UTC whatever the machine's zone is.
         self._con.execute("SET TimeZone = 'UTC'")
         for table in _SYSTEM:
-            self._con.execute(_create_sql(table))
+            _ensure_system_table(self._con, table)
 
     def begin(self, target: LoadTarget) -> DuckDBLoad:
         """Open a transaction for one resource's load."""
@@ -384,6 +384,15 @@ def _parse_url(url: str) -> tuple[str, dict[str, str]]:
     settings = dict(DEFAULT_SETTINGS)
     settings.update(parse_qsl(parts.query))
     return (":memory:" if path in ("", ":memory:") else path), settings
+
+
+def _ensure_system_table(con: DuckDBPyConnection, table: TableDef) -> None:
+    """Create one of ladle's own tables, or add the columns a newer ladle has."""
+    con.execute(_create_sql(table))
+    existing = _columns(con, table.name) or {}
+    for name, kind in table.columns:
+        if name not in existing:
+            con.execute(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(name)} {kind.duckdb}")
 
 
 def _create_sql(table: TableDef) -> str:

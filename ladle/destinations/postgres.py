@@ -63,12 +63,19 @@ class PostgresDestination:
     def __init__(self, url: str) -> None:
         self.url = mask(url)
         conninfo, self.schema = _parse_url(url)
+        # check= pings a connection before handing it out: after a server restart or a
+        # terminated backend the pool replaces it instead of failing the next statement.
         self._pool = ConnectionPool(
-            conninfo, min_size=1, max_size=4, open=False, configure=_configure,
-            name="ladle", timeout=30,
+            conninfo, min_size=1, max_size=4, open=False, configure=_configure, name="ladle",
+            timeout=30, check=ConnectionPool.check_connection,
+            kwargs={"application_name": "ladle"},
         )  # fmt: skip
         with _translated(f"connecting to {self.url}"):
+            # One plain connection first: a refused or misconfigured server fails at once
+            # with the server's own message, not after the pool's timeout.
+            psycopg.connect(conninfo, connect_timeout=10).close()
             self._pool.open(wait=True, timeout=15)
+        self._checked_out = 0
         with self._pool.connection() as conn, _translated("creating ladle's tables"):
             create = sql.SQL("CREATE SCHEMA IF NOT EXISTS {}")
             conn.execute(create.format(sql.Identifier(self.schema)))
@@ -76,14 +83,20 @@ class PostgresDestination:
                 _ensure_system_table(conn, self.schema, table)
 
     def connections_in_use(self) -> int:
-        """Connections checked out of the pool right now (for leak accounting)."""
-        stats = self._pool.get_stats()
-        return int(stats.get("pool_size", 0)) - int(stats.get("pool_available", 0))
+        """Connections handed to loads and not yet given back (for leak accounting)."""
+        return self._checked_out
 
     def begin(self, target: LoadTarget) -> PostgresLoad:
         """Check a connection out of the pool for one resource's load."""
-        conn = self._pool.getconn()
-        return PostgresLoad(conn, self.schema, target, release=self._pool.putconn)
+        with _translated(f"connecting to {self.url}"):
+            conn = self._pool.getconn()
+        self._checked_out += 1
+        return PostgresLoad(conn, self.schema, target, release=self._give_back)
+
+    def _give_back(self, conn: psycopg.Connection[Any]) -> None:
+        """Return a load's connection; the pool discards it if the server dropped it."""
+        self._checked_out -= 1
+        self._pool.putconn(conn)
 
     def record_run(self, entry: RunEntry) -> None:
         """Write the ledger row in its own transaction."""
@@ -590,8 +603,11 @@ def _translated(doing: str) -> Iterator[None]:
     except psycopg.Error as exc:
         state = getattr(exc, "sqlstate", None) or ""
         transient = isinstance(exc, psycopg.OperationalError) or state.startswith(_TRANSIENT)
+        hint = ""
+        if isinstance(exc, psycopg.OperationalError) and "connect" not in doing:
+            hint = " (the connection was lost: nothing of this load was committed; run it again)"
         raise DestinationError(
-            f"PostgreSQL error while {doing}: {_message(exc)}", transient=transient
+            f"PostgreSQL error while {doing}: {_message(exc)}{hint}", transient=transient
         ) from exc
     except PoolTimeout as exc:
         raise DestinationError(f"PostgreSQL error while {doing}: {mask(str(exc))}") from exc

@@ -36,10 +36,10 @@ def _write_events(path: Path, count: int, version: int) -> None:
             )
 
 
-def test_sigkill_mid_load_leaves_target_unchanged(tmp_path: Path, duckdb_url: str) -> None:
+def test_sigkill_mid_load_leaves_target_unchanged(tmp_path: Path, destination_url: str) -> None:
     """Kill -9 after some batches are staged: old rows intact, ledger says died, rerun completes."""
     pipeline = tmp_path / "pipeline.yaml"
-    pipeline.write_text(PIPELINE.format(url=duckdb_url))
+    pipeline.write_text(PIPELINE.format(url=destination_url))
     _write_events(tmp_path / "events.jsonl", 1_000, version=1)
     first = Pipeline.from_yaml(pipeline).run()
     assert first.ok
@@ -58,7 +58,7 @@ def test_sigkill_mid_load_leaves_target_unchanged(tmp_path: Path, duckdb_url: st
                     break
         process.wait()
     assert process.returncode == -signal.SIGKILL
-    dest = connect(duckdb_url)
+    dest = connect(destination_url)
     rows = dest.read("events", {}, order_by=["id"])
     assert rows.height == 1_000
     assert set(rows.get_column("v").to_list()) == {1}
