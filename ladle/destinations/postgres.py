@@ -30,6 +30,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ladle.config import WriteMode
 from ladle.destinations import Check, LoadCounts, LoadTarget, mask
 from ladle.destinations.evolve import SEQ, TEXT, batch_types, new_columns
+from ladle.destinations.keyset import KeySet, key_hashes
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
 from ladle.quarantine import QUARANTINE
@@ -39,6 +40,14 @@ from ladle.state import STATE
 _SYSTEM = (RUNS, QUARANTINE, STATE)
 # SQLSTATE classes worth retrying: connection exceptions, and serialization failures.
 _TRANSIENT = ("08", "40")
+
+
+def _dedupe_keys(target: LoadTarget) -> list[tuple[str, ...]]:
+    """The keys to keep one staged row per: the dedupe step's, and the merge key."""
+    keys = [target.dedupe_on] if target.dedupe_on else []
+    if target.write is WriteMode.MERGE and target.primary_key not in keys:
+        keys.append(target.primary_key)
+    return keys
 
 
 def _parse_url(url: str) -> tuple[str, str]:
@@ -175,7 +184,9 @@ class PostgresLoad:
         self._prepared = False
         self._direct = False
         """Merge into a table that was empty: new keys are copied straight into it."""
-        self._seen_keys: list[pl.Series] = []
+        self._direct_keys = KeySet()
+        self._dedupe_keys = _dedupe_keys(target)
+        self._staged_keys = {key: KeySet() for key in self._dedupe_keys}
         self._copied = 0
         self._staged = 0
         self._copy = _CopyStream(conn)
@@ -198,6 +209,8 @@ class PostgresLoad:
                 frame = self._copy_new_keys(frame)
             if frame.height:
                 if self._staging:
+                    for key, seen in self._staged_keys.items():
+                        seen.add(key_hashes(frame, key))
                     stage = sql.Identifier(self._stage_name)
                     self._copy.write(stage, [*self._seen, SEQ], frame)
                     self._staged += frame.height
@@ -211,11 +224,7 @@ class PostgresLoad:
         A key hash seen before (in this batch or an earlier one) sends the row to staging,
         where the merge applies keep first/last. A hash collision only costs a detour.
         """
-        keys = frame.select(pl.struct(list(self._target.primary_key)).hash().alias("h"))["h"]
-        fresh = keys.is_first_distinct()
-        if self._seen_keys:
-            fresh &= ~keys.is_in(pl.concat(self._seen_keys))
-        self._seen_keys.append(keys.filter(fresh))
+        fresh = self._direct_keys.add(key_hashes(frame, self._target.primary_key))
         new_rows = frame.filter(fresh)
         if new_rows.height:
             self._copy.write(self._ident(self._table), self._seen, new_rows)
@@ -350,10 +359,9 @@ class PostgresLoad:
     def _dedupe(self) -> int:
         """Delete all but one staged row per key (keep first/last by order column, then seq)."""
         removed = 0
-        keys = [self._target.dedupe_on] if self._target.dedupe_on else []
-        if self._merge and self._target.primary_key not in keys:
-            keys.append(self._target.primary_key)
-        for key in keys:
+        for key in self._dedupe_keys:
+            if not self._staged_keys[key].repeated:
+                continue  # no key repeated among the staged rows: nothing to delete
             primary = key == self._target.dedupe_on
             keep = self._target.dedupe_keep if primary else "last"
             order_by = self._target.dedupe_order_by if primary else None
@@ -408,20 +416,19 @@ class PostgresLoad:
         row = self._execute(
             sql.SQL(
                 "WITH upsert AS (INSERT INTO {target} AS t ({names}) SELECT {names} FROM {stage} "
-                "ORDER BY {seq} ON CONFLICT ({pk}) {action} RETURNING (xmax = 0) AS inserted) "
+                "ON CONFLICT ({pk}) {action} RETURNING (xmax = 0) AS inserted) "
                 "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) "
                 "FROM upsert"
             ).format(
                 target=self._ident(self._table),
                 names=names,
                 stage=sql.Identifier(self._stage_name),
-                seq=sql.Identifier(SEQ),
                 pk=sql.SQL(", ").join(map(sql.Identifier, pk)),
                 action=action,
             )
         ).fetchone()
         inserted, updated = (int(row[0]), int(row[1])) if row else (0, 0)
-        staged = self._count_stage()
+        staged = self._staged - deduplicated
         if self._direct:
             # The table was empty: a staged row whose key exists was loaded earlier in this
             # same run, so it is a duplicate, whichever of the two was kept.
@@ -457,12 +464,6 @@ class PostgresLoad:
             )
         )
         return max(int(cursor.rowcount), 0)
-
-    def _count_stage(self) -> int:
-        row = self._execute(
-            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(self._stage_name))
-        ).fetchone()
-        return int(row[0]) if row else 0
 
     # ------------------------------------------------------------ bookkeeping
 

@@ -187,3 +187,27 @@ def test_mask_hides_passwords() -> None:
     """DSN passwords are masked before they can reach a log or the ledger."""
     assert mask("postgresql://app:hunter2@db:5432/x") == "postgresql://app:***@db:5432/x"
     assert mask("duckdb:///x.duckdb") == "duckdb:///x.duckdb"
+
+
+@pytest.mark.parametrize("keep", ["first", "last"])
+@pytest.mark.parametrize("table_empty", [True, False])
+def test_merge_keep_by_order_column_across_batches(
+    destination: Destination, keep: str, table_empty: bool
+) -> None:
+    """keep first/last by an order column holds across batches, into empty and loaded tables."""
+    target = LoadTarget(
+        "p", "things", WriteMode.MERGE, ("id",), {"id": parse_type("bigint")},
+        dedupe_on=("id",), dedupe_keep=keep, dedupe_order_by="ts",
+    )  # fmt: skip
+    if not table_empty:
+        _load(destination, target, {"id": [9], "ts": [0], "v": ["other"]})
+    counts = _load(
+        destination, target,
+        {"id": [1, 2], "ts": [5, 1], "v": ["a5", "b1"]},
+        {"id": [1, 2], "ts": [3, 7], "v": ["a3", "b7"]},
+        {"id": [1], "ts": [None], "v": ["a-null"]},
+    )  # fmt: skip
+    assert counts == LoadCounts(inserted=2, updated=0, unchanged=0, deduplicated=3)
+    rows = {r["id"]: r["v"] for r in _rows(destination, "things")}
+    expected = {1: "a-null", 2: "b1"} if keep == "first" else {1: "a5", 2: "b7"}
+    assert {k: rows[k] for k in (1, 2)} == expected
