@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean bench
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -19,12 +19,27 @@ demo: $(STAMP)
 		../../$(BIN)/ladle run pipeline.yaml && ../../$(BIN)/ladle runs pipeline.yaml --last 3
 
 lint: $(STAMP)
-	$(BIN)/ruff check ladle tests examples
-	$(BIN)/ruff format --check ladle tests examples
+	$(BIN)/ruff check ladle tests examples bench
+	$(BIN)/ruff format --check ladle tests examples bench
 	$(BIN)/mypy ladle tests
 
 test: lint
 	$(BIN)/pytest
+
+# The PostgreSQL benchmark (bench/run.py; BENCHMARKS.md). dlt gets its own venv so its pins
+# never touch ladle's. Options: make bench BENCH_ARGS='--quick' (or --skip-dlt, --rows N).
+DLT_VENV := bench/.venv-dlt
+DLT_STAMP := $(DLT_VENV)/.installed
+BENCH_ARGS ?=
+
+$(DLT_STAMP):
+	test -d $(DLT_VENV) || $(PYTHON) -m venv $(DLT_VENV)
+	$(DLT_VENV)/bin/pip install --quiet --upgrade pip
+	$(DLT_VENV)/bin/pip install --quiet 'dlt[postgres,parquet]' adbc-driver-postgresql
+	touch $(DLT_STAMP)
+
+bench: $(STAMP) $(DLT_STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -116,6 +116,10 @@ def caster_for(target: ColumnType) -> Caster:
     convert = _CONVERTERS[target.kind]
 
     def cast(values: pl.Series) -> tuple[pl.Series, pl.Series]:
+        if values.dtype == target.polars and target.kind is not Kind.JSON:
+            # Already the target type (text stays text, Int64 stays bigint): nothing can fail,
+            # and skipping the blank-text scan saves most of the cost on long text columns.
+            return values, pl.repeat(False, values.len(), eager=True)
         result = (
             values.to_frame("v")
             .select(convert(pl.col("v"), values.dtype, target).cast(target.polars))
