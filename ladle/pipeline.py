@@ -445,6 +445,18 @@ def _normalized_names(columns: list[str]) -> dict[str, str]:
 
 
 def _peak_memory_mb() -> float:
+    """This process's peak resident memory in MB.
+
+    On Linux, VmHWM from /proc: ``ru_maxrss`` keeps the high-water mark of the process
+    that forked us across exec, so a ladle started by a large parent would report the
+    parent's memory.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     peak = _rusage.getrusage(_rusage.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
