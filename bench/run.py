@@ -1,0 +1,222 @@
+"""``make bench``: load the same tickets every way, verify each table, report side by side.
+
+Order: generate (or reuse) the files; (a) ``psql \\copy``; (b) ladle's initial merge;
+(c) ladle's merge of the change file; (c') the same by hand in psql; (d) dlt's default
+and fast paths; (e) row-by-row upserts on a sample; then (b) on a file five times
+larger, for peak memory. Prints the Markdown table and writes ``BENCHMARKS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+import database as db
+import methods
+import report
+from generate_tickets import Files, is_current
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _files(
+    out: Path, rows: int, *, seed: int, full: bool
+) -> tuple[Files, dict[str, object], float]:
+    """The files for ``rows``, generated unless the same parameters already made them.
+
+    The generator runs as its own process: its buffers would otherwise raise this
+    process's peak RSS, which Linux passes on to every child it starts.
+    """
+    files = Files(out, rows)
+    started = time.perf_counter()
+    if is_current(files, seed=seed, csv_too=full, changes=full):
+        _say(f"using the files in {out} for {rows:,} rows (seed {seed})")
+    else:
+        command = [sys.executable, str(BENCH / "generate_tickets.py"), "--rows", str(rows)]
+        command += ["--seed", str(seed), "--out", str(out)]
+        command += [] if full else ["--no-csv", "--no-changes"]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        _say(f"generated {rows:,} rows in {time.perf_counter() - started:.1f} s")
+    manifest = json.loads(files.manifest.read_text(encoding="utf-8"))
+    return files, manifest, time.perf_counter() - started
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="base file size (N)")
+    parser.add_argument("--quick", action="store_true", help="100,000 rows; report in bench/out")
+    parser.add_argument("--skip-dlt", action="store_true", help="leave out (d)")
+    parser.add_argument("--skip-large", action="store_true", help="leave out (b) at 5xN")
+    parser.add_argument("--large-factor", type=int, default=5)
+    parser.add_argument("--rowwise-sample", type=int, default=50_000)
+    parser.add_argument(
+        "--dlt-default-rows",
+        type=int,
+        default=0,
+        help="run dlt's default merge on the first K rows and extrapolate (default: all N)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        help="rounds of (a), (b), (c), (c') and dlt's fast paths; the median is reported "
+        "(default 3, 1 with --quick)",
+    )
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", type=Path, default=BENCH / "out")
+    parser.add_argument("--report", type=Path, help="default: BENCHMARKS.md, or out/ if --quick")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rows = 100_000
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    if args.report is None:
+        args.report = args.out / "BENCHMARKS.quick.md" if args.quick else ROOT / "BENCHMARKS.md"
+    return args
+
+
+def _report_step(result: methods.Result) -> methods.Result:
+    """One line on stderr per run, so a long benchmark shows where it is."""
+    took = f" {result.measured.seconds:.1f} s," if result.measured else ""
+    status = "ok" if result.verified and not result.error else "FAILED"
+    _say(f"  ({result.key}){took} {status}: {result.error or result.check}")
+    return result
+
+
+def _round(
+    args: argparse.Namespace, bench: methods.Bench, first: db.Checksum | None
+) -> tuple[list[methods.Result], db.Checksum | None]:
+    """One round of the fast methods: (a), (b), (c), (c'), dlt's fast paths.
+
+    (c') runs before (c) because (c) is checked against its table; it is listed after.
+    """
+    _say("(a) psql \\copy …")
+    ceiling, reference = methods.copy_ceiling(bench)
+    if first is not None and reference != first:
+        ceiling.error = "the reference table differs from the first round's"
+    _report_step(ceiling)
+    reference = first or reference
+    _say("(b) ladle initial merge …")
+    initial = _report_step(methods.ladle_initial(bench, reference))
+    _say("(c') hand-written merge in psql …")
+    hand, after = methods.hand_merge(bench, reference)
+    _report_step(hand)
+    _say("(c) ladle merge of the change file …")
+    changes = _report_step(methods.ladle_changes(bench, after, initial))
+    results = [ceiling, initial, changes, hand]
+    if not args.skip_dlt:
+        for mode in ("arrow-parquet", "arrow-csv"):
+            _say(f"(d) dlt {mode} …")
+            results.append(_report_step(methods.dlt_merge(bench, mode, _reference_for(args))))
+    return results, reference
+
+
+def _reference_for(args: argparse.Namespace) -> Callable[[int], db.Checksum]:
+    """The checksum of (a)'s table, or of its first ``rows`` ids for a sample."""
+
+    @cache
+    def reference(rows: int) -> db.Checksum:
+        return db.checksum(methods.REFERENCE_SCHEMA, max_id=None if rows >= args.rows else rows)
+
+    return reference
+
+
+def _run_all(args: argparse.Namespace, bench: methods.Bench) -> tuple[list[methods.Result], float]:
+    """Every method, in order: ``--repeat`` rounds of the fast ones, then the slow ones once.
+
+    Also returns the seconds spent generating the large file, if it had to be made.
+    """
+    rounds: list[list[methods.Result]] = []
+    reference: db.Checksum | None = None
+    for number in range(1, args.repeat + 1):
+        _say(f"round {number} of {args.repeat}")
+        found, reference = _round(args, bench, reference)
+        rounds.append(found)
+    results = [methods.median_run(runs) for runs in zip(*rounds, strict=True)]
+    reference_for = _reference_for(args)
+    if not args.skip_dlt:
+        _say("(d) dlt default …")
+        results.insert(4, _report_step(methods.dlt_merge(bench, "default", reference_for)))
+    _say("(e) row by row …")
+    results.append(_report_step(methods.rowwise(bench, reference_for)))
+    if not args.skip_large:
+        large_rows = args.rows * args.large_factor
+        large, _, generating = _files(args.out, large_rows, seed=args.seed, full=False)
+        _say(f"(b) ladle initial merge, {large_rows:,} rows …")
+        results.append(_report_step(methods.ladle_large(bench, large, reference_for(args.rows))))
+        return results, generating
+    return results, 0.0
+
+
+def _notes(results: list[methods.Result]) -> list[str]:
+    """Facts a reader needs next to the table (extrapolations, ladle's own memory figure)."""
+    notes = []
+    for result in results:
+        if result.scale_to:
+            notes.append(
+                f"({result.key}) ran on the first {result.rows:,} records; its time is "
+                f"extrapolated linearly to {result.scale_to:,}."
+            )
+        if result.note:
+            notes.append(f"({result.key}) {result.note}.")
+        ledger = result.extra.get("ledger")
+        if ledger and ledger.get("peak_memory_mb") is not None:
+            notes.append(
+                f"({result.key}) ladle's ledger records peak_memory_mb = "
+                f"{float(ledger['peak_memory_mb']):.0f} for this run."
+            )
+    return notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; exit 1 if any method failed or did not verify."""
+    args = _parse(argv)
+    started = time.perf_counter()
+    db.ensure_database()
+    # Before any work, so the load average shows what else the machine was doing.
+    machine_info = report.machine(BENCH / ".venv-dlt" / "bin" / "python")
+    args.out.mkdir(parents=True, exist_ok=True)
+    files, manifest, generating = _files(args.out, args.rows, seed=args.seed, full=True)
+    bench = methods.Bench(
+        rows=args.rows,
+        files=files,
+        manifest=dict(manifest),
+        out=args.out,
+        venv_bin=Path(sys.executable).parent,
+        dlt_python=BENCH / ".venv-dlt" / "bin" / "python",
+        rowwise_sample=args.rowwise_sample,
+        dlt_default_rows=args.dlt_default_rows or args.rows,
+    )
+    results, generating_large = _run_all(args, bench)
+    elapsed = time.perf_counter() - started
+    extra = shlex.join(sys.argv[1:] if argv is None else argv)
+    command = f"make bench BENCH_ARGS='{extra}'" if extra else "make bench"
+    text = report.document(
+        results=results,
+        machine_info=machine_info,
+        command=command,
+        notes=_notes(results),
+        duration=f"{elapsed:.0f} s, of which {generating + generating_large:.0f} s making "
+        "or checking the input files",
+    )
+    args.report.write_text(text, encoding="utf-8")
+    print(report.table(results))
+    print(report.targets(results))
+    print("".join(f"- {line}\n" for line in report.context(results)))
+    _say(f"wrote {args.report}; total {elapsed:.0f} s")
+    return 0 if all(r.verified and not r.error for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
