@@ -352,7 +352,9 @@ def dlt_merge(bench: Bench, mode: str, reference: Callable[[int], db.Checksum]) 
     schema = "bench_dlt_" + mode.replace("-", "_")
     pipelines = bench.out / "dlt_pipelines" / schema
     shutil.rmtree(pipelines, ignore_errors=True)
+    # dlt keeps a second schema, <dataset>_staging, for merges: it goes too.
     db.drop_schema(schema)
+    db.drop_schema(f"{schema}_staging")
     command = [str(bench.dlt_python), str(BENCH / "dlt_load.py"), "--mode", mode]
     command += ["--file", str(bench.files.tickets_jsonl), "--credentials", db.url()]
     command += ["--dataset", schema, "--pipelines-dir", str(pipelines)]

@@ -97,7 +97,7 @@ def run(
     """Run the pipeline FILE: load every resource and print the ledger's counts."""
     log.configure(json=not _interactive())
     with _errors():
-        pipeline = Pipeline.from_yaml(file)
+        pipeline = Pipeline.from_yaml(file, destination=destination)
         options = RunOptions(resources, destination, full_refresh, dry_run)
         if _interactive():
             columns = (
@@ -183,7 +183,7 @@ def _open(
     name = pipeline_name
     url = destination
     if file is not None:
-        pipeline = Pipeline.from_yaml(file)
+        pipeline = Pipeline.from_yaml(file, destination=destination)
         name = name or pipeline.name
         url = url or pipeline.destination_url()
     if url is None:

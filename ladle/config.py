@@ -138,9 +138,13 @@ class _Reader:
         self.env_file = env_file
         self.lines: dict[Path_, int] = {}
         self.literal: dict[Path_, str] = {}
+        self.overrides: dict[Path_, Any] = {}
+        """Values given on the command line: used as they are, their ${VAR}s never looked up."""
 
     def read(self, node: yaml.Node, path: Path_ = ()) -> Any:
         self.lines[path] = node.start_mark.line + 1
+        if path in self.overrides:
+            return self.overrides[path]
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -208,8 +212,11 @@ def _nearest_line(lines: dict[Path_, int], path: Path_) -> int | None:
 # ---------------------------------------------------------------- loading
 
 
-def load(path: str | Path) -> PipelineConfig:
-    """Read and validate a pipeline file; raise ConfigError naming file, line and key."""
+def load(path: str | Path, *, destination: str | None = None) -> PipelineConfig:
+    """Read and validate a pipeline file; raise ConfigError naming file, line and key.
+
+    ``destination`` replaces the file's own (so a ``${VAR}`` there need not be set).
+    """
     file_path = Path(path)
     display = str(path)
     try:
@@ -219,6 +226,8 @@ def load(path: str | Path) -> PipelineConfig:
     env_file = file_path.parent / ".env"
     env = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
     reader = _Reader(display, env, env_file)
+    if destination is not None:
+        reader.overrides[("destination",)] = destination
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:

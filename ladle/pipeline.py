@@ -133,9 +133,12 @@ class Pipeline:
         self.config = config
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> Pipeline:
-        """Load and validate a pipeline file; ConfigError names file, line and key."""
-        return cls(load(path))
+    def from_yaml(cls, path: str | Path, *, destination: str | None = None) -> Pipeline:
+        """Load and validate a pipeline file; ConfigError names file, line and key.
+
+        ``destination`` replaces the file's destination before its ``${VAR}`` is read.
+        """
+        return cls(load(path, destination=destination))
 
     @property
     def name(self) -> str:

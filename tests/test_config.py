@@ -169,3 +169,10 @@ def test_step_options_are_validated(write_pipeline: Callable[[str], Path]) -> No
     with pytest.raises(ConfigError) as info:
         load(path)
     assert str(info.value).startswith(f"{path}:13: resources.orders.steps[1].dedupe.keep: ")
+
+
+def test_destination_override_skips_unset_variable(write_pipeline: Callable[[str], Path]) -> None:
+    """--destination replaces the file's destination, so its unset ${VAR} is not an error."""
+    path = write_pipeline(VALID.replace("${SHOP_DB:-duckdb:///shop.duckdb}", "${LADLE_NOPE_DB}"))
+    config = load(path, destination="duckdb:///override.duckdb")
+    assert config.spec.destination == "duckdb:///override.duckdb"

@@ -78,7 +78,7 @@ class PostgresDestination:
         self._pool = ConnectionPool(
             conninfo, min_size=1, max_size=4, open=False, configure=_configure, name="ladle",
             timeout=30, check=ConnectionPool.check_connection,
-            kwargs={"application_name": "ladle"},
+            kwargs={} if "application_name=" in conninfo else {"application_name": "ladle"},
         )  # fmt: skip
         with _translated(f"connecting to {self.url}"):
             # One plain connection first: a refused or misconfigured server fails at once

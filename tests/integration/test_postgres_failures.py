@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,8 +32,9 @@ resources:
 class _TerminateAfter:
     """An observer that has the server kill ladle's connections after a few batches."""
 
-    def __init__(self, server: str, batches: int) -> None:
+    def __init__(self, server: str, batches: int, application_name: str) -> None:
         self.server = server
+        self.application_name = application_name
         self.batches = batches
         self.seen = 0
 
@@ -44,9 +46,11 @@ class _TerminateAfter:
         self.seen += 1
         if self.seen == self.batches:
             with psycopg.connect(self.server, autocommit=True) as conn:
+                # Only this test's connections: other ladle runs may share the server.
                 conn.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = 'ladle' AND pid <> pg_backend_pid()"
+                    "WHERE application_name = %s AND pid <> pg_backend_pid()",
+                    [self.application_name],
                 )
 
     def resource_finished(self, result: ResourceResult) -> None:
@@ -58,12 +62,14 @@ def test_terminated_connection_fails_run_and_next_run_succeeds(
     write_pipeline: Callable[[str], Path],
 ) -> None:  # fmt: skip
     """pg_terminate_backend mid-load: clear failure, target unchanged, ledger failed, rerun ok."""
+    application_name = f"ladle_test_{uuid.uuid4().hex[:8]}"
+    postgres_url = f"{postgres_url}&application_name={application_name}"
     pipeline = write_pipeline(PIPELINE)
     events = tmp_path / "events.jsonl"
     events.write_text("".join(json.dumps({"id": i, "v": 1}) + "\n" for i in range(500)))
     assert Pipeline.from_yaml(pipeline).run(RunOptions(destination=postgres_url)).ok
     events.write_text("".join(json.dumps({"id": i, "v": 2}) + "\n" for i in range(20_000)))
-    observer = _TerminateAfter(postgres_server, batches=3)
+    observer = _TerminateAfter(postgres_server, 3, application_name)
     summary = Pipeline.from_yaml(pipeline).run(RunOptions(destination=postgres_url), observer)
     result = summary.resources[0]
     assert result.status == "failed"
