@@ -15,6 +15,9 @@ import polars as pl
 ROW = "_ladle_row"
 """Column every frame carries through the steps: the row's index in its source batch."""
 
+SEQ = "_ladle_seq"
+"""Column every staged batch carries: the record's order within the whole load."""
+
 REJECT_SCHEMA: dict[str, pl.DataType] = {
     ROW: pl.Int64(),
     "field": pl.String(),

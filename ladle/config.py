@@ -156,8 +156,8 @@ class _Reader:
                         line=key_node.start_mark.line + 1,
                         key=_dotted((*path, key)),
                     )
-                self.lines[(*path, key)] = key_node.start_mark.line + 1
                 out[key] = self.read(value_node, (*path, key))
+                # After the value: read() records the value's line, the key's line wins.
                 self.lines[(*path, key)] = key_node.start_mark.line + 1
             return out
         if isinstance(node, yaml.SequenceNode):

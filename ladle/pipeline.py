@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import polars as pl
 import structlog
 
-from ladle.batch import ROW, Counts, SourceBatch, empty_rejects
+from ladle.batch import ROW, SEQ, Counts, SourceBatch, empty_rejects
 from ladle.columns import ColumnSpec
 from ladle.config import PipelineConfig, Resource, WriteMode, load
 from ladle.destinations import Destination, Load, LoadTarget, connect, default_url, mask
@@ -35,7 +35,6 @@ from ladle.steps import Step, StepContext
 from ladle.steps import registry as step_registry
 from ladle.steps.dedupe import Dedupe
 
-SEQ = "_ladle_seq"
 _SHAPING = frozenset({"rename", "select", "drop"})
 log = structlog.get_logger("ladle")
 

@@ -47,15 +47,10 @@ def rows_from_rejects(
         row = reject.pop(ROW)
         errors.setdefault(row, []).append(reject)
     rows = list(errors)
-    raw_frame = source.filter(pl.col(ROW).is_in(rows)).drop(ROW)
-    wanted = source.get_column(ROW).is_in(rows)
-    raw_by_row = dict(
-        zip(
-            source.filter(wanted).get_column(ROW).to_list(),
-            raw_frame.iter_rows(named=True),
-            strict=True,
-        )
-    )
+    raw_by_row = {
+        record.pop(ROW): record
+        for record in source.filter(pl.col(ROW).is_in(rows)).iter_rows(named=True)
+    }
     return pl.DataFrame(
         {
             "position": [positions[row] for row in rows],

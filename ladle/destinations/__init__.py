@@ -37,6 +37,14 @@ class LoadTarget:
     dedupe_keep: str = "last"
     dedupe_order_by: str | None = None
 
+    @property
+    def dedupe_keys(self) -> list[tuple[str, ...]]:
+        """Keys to keep one staged row per: the dedupe step's, then (for merge) the primary key."""
+        keys = [self.dedupe_on] if self.dedupe_on else []
+        if self.write is WriteMode.MERGE and self.primary_key not in keys:
+            keys.append(self.primary_key)
+        return keys
+
 
 @dataclass(frozen=True)
 class LoadCounts:

@@ -19,9 +19,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import polars as pl
 
+from ladle.batch import SEQ
 from ladle.config import WriteMode
 from ladle.destinations import Check, LoadCounts, LoadTarget, mask
-from ladle.destinations.evolve import SEQ, batch_types, new_columns
+from ladle.destinations.evolve import batch_types, new_columns
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
 from ladle.quarantine import QUARANTINE
@@ -130,6 +131,7 @@ class DuckDBLoad:
         )
         self._seen: list[str] = []
         self._prepared = False
+        self._existing: dict[str, ColumnType] = {}
         self._staged = 0
         con.begin()
 
@@ -160,6 +162,8 @@ class DuckDBLoad:
         existing = _columns(self._con, self._write_into)
         if existing is None:
             self._create(self._write_into, types)
+            existing = _columns(self._con, self._write_into)
+        self._existing = dict(existing or {})
         if self._staging:
             # A regular table, not TEMP: DuckDB keeps temp tables in memory, while this one
             # spills to the file, so memory stays bounded. It never outlives the transaction.
@@ -184,8 +188,9 @@ class DuckDBLoad:
 
     def _evolve(self, types: Mapping[str, ColumnType | None]) -> None:
         """Add new columns; refuse a type that does not fit, before anything is written."""
-        existing = _columns(self._con, self._write_into) or {}
-        for column, sql_type in new_columns(self._table, existing, types).items():
+        # Known columns are cached: no catalog query per batch.
+        for column, sql_type in new_columns(self._table, self._existing, types).items():
+            self._existing[column] = sql_type
             for table in self._tables():
                 self._con.execute(
                     f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column)} {sql_type.duckdb}"
@@ -227,10 +232,7 @@ class DuckDBLoad:
     def _dedupe(self) -> int:
         """Delete all but one staged row per key; return how many went."""
         removed = 0
-        keys = [self._target.dedupe_on] if self._target.dedupe_on else []
-        if self._target.write is WriteMode.MERGE and self._target.primary_key not in keys:
-            keys.append(self._target.primary_key)
-        for key in keys:
+        for key in self._target.dedupe_keys:
             order_by = self._target.dedupe_order_by if key == self._target.dedupe_on else None
             keep = self._target.dedupe_keep if key == self._target.dedupe_on else "last"
             direction = "DESC NULLS LAST" if keep == "last" else "ASC NULLS FIRST"

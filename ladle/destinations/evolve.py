@@ -12,11 +12,9 @@ from collections.abc import Mapping
 
 import polars as pl
 
+from ladle.batch import SEQ
 from ladle.errors import SchemaConflict
 from ladle.schema import ColumnType, Kind, fits, infer_type
-
-SEQ = "_ladle_seq"
-"""Column the pipeline adds to every staged batch: the record's order within the load."""
 
 TEXT = ColumnType(Kind.TEXT)
 

@@ -27,9 +27,10 @@ from psycopg.copy import Copy, QueuedLibpqWriter
 from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from ladle.batch import SEQ
 from ladle.config import WriteMode
 from ladle.destinations import Check, LoadCounts, LoadTarget, mask
-from ladle.destinations.evolve import SEQ, TEXT, batch_types, new_columns
+from ladle.destinations.evolve import TEXT, batch_types, new_columns
 from ladle.destinations.keyset import KeySet, key_hashes
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
@@ -40,14 +41,6 @@ from ladle.state import STATE
 _SYSTEM = (RUNS, QUARANTINE, STATE)
 # SQLSTATE classes worth retrying: connection exceptions, and serialization failures.
 _TRANSIENT = ("08", "40")
-
-
-def _dedupe_keys(target: LoadTarget) -> list[tuple[str, ...]]:
-    """The keys to keep one staged row per: the dedupe step's, and the merge key."""
-    keys = [target.dedupe_on] if target.dedupe_on else []
-    if target.write is WriteMode.MERGE and target.primary_key not in keys:
-        keys.append(target.primary_key)
-    return keys
 
 
 def _parse_url(url: str) -> tuple[str, str]:
@@ -185,8 +178,7 @@ class PostgresLoad:
         self._direct = False
         """Merge into a table that was empty: new keys are copied straight into it."""
         self._direct_keys = KeySet()
-        self._dedupe_keys = _dedupe_keys(target)
-        self._staged_keys = {key: KeySet() for key in self._dedupe_keys}
+        self._staged_keys = {key: KeySet() for key in target.dedupe_keys}
         self._copied = 0
         self._staged = 0
         self._copy = _CopyStream(conn)
@@ -359,7 +351,7 @@ class PostgresLoad:
     def _dedupe(self) -> int:
         """Delete all but one staged row per key (keep first/last by order column, then seq)."""
         removed = 0
-        for key in self._dedupe_keys:
+        for key in self._target.dedupe_keys:
             if not self._staged_keys[key].repeated:
                 continue  # no key repeated among the staged rows: nothing to delete
             primary = key == self._target.dedupe_on

@@ -23,6 +23,8 @@ from typing import Any
 
 import polars as pl
 
+from ladle.batch import json_text
+
 SEPARATOR = "__"
 """Joins the keys of a nested field into one column name."""
 
@@ -153,11 +155,7 @@ def flat_series(leaf: Leaf) -> pl.Series:
 
 def list_to_json(values: pl.Series) -> pl.Series:
     """Encode a list column as compact JSON text, vectorized; a null list stays null."""
-    # Polars encodes structs, not lists: wrap the list as {"v": ...} and cut the wrapper off.
-    column = pl.col("v")
-    wrapped = pl.struct(column).struct.json_encode()
-    encoded = pl.when(column.is_not_null()).then(wrapped.str.slice(5).str.strip_suffix("}"))
-    return values.to_frame("v").select(encoded).to_series()
+    return values.to_frame("v").select(json_text(pl.col("v"))).to_series()
 
 
 def flatten_frame(frame: pl.DataFrame) -> pl.DataFrame:
