@@ -9,6 +9,7 @@ any record a step rejects can be traced back to its position and raw values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
@@ -46,6 +47,8 @@ class SourceBatch:
     positions: list[str]
     unreadable: list[Unreadable] = field(default_factory=list)
     bytes_read: int = 0
+    checkpoint: Any = None
+    """Where the source stands after this batch (JSON-serialisable); None if it cannot resume."""
 
     def __post_init__(self) -> None:
         if len(self.positions) != self.frame.height:

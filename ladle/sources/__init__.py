@@ -4,18 +4,68 @@ A source is chosen by the ``type:`` key of a resource's ``source:``; the registr
 that key to an options model (pydantic, validated with the rest of the pipeline file)
 and a factory. Sources stream: a batch is at most ``batch_size`` records, and nothing
 holds a whole input in memory.
+
+Incremental loads and resumption are shared work: the pipeline tells a source the
+cursor bound (``context.cursor``) and, after a killed run, the position of the last
+committed chunk (``context.resume``); a source that can push the bound down (a SQL
+``WHERE``, an HTTP query parameter) does, and every source says where each batch ends
+(``SourceBatch.checkpoint``) so that a run can commit in chunks and resume exactly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 from pydantic import BaseModel
 
 from ladle.batch import SourceBatch
+
+_T = TypeVar("_T")
+
+CursorValue = datetime | int | float | str
+"""A cursor's value: timestamps are timezone-aware (UTC) datetimes."""
+
+
+@dataclass(frozen=True)
+class CursorBound:
+    """Fetch only records whose ``column`` is greater than ``after``.
+
+    ``column`` is the cursor as the source names it. ``after`` is None on a first run
+    with no ``initial:`` (everything is fetched). The pipeline filters every batch by
+    the bound anyway, so pushing it down is an optimisation a source may skip.
+    """
+
+    column: str
+    after: CursorValue | None
+
+
+class SharedResources:
+    """Objects several sources of one run share (one SQL engine per URL), closed at its end."""
+
+    def __init__(self) -> None:
+        self._items: dict[Hashable, tuple[Any, Callable[[Any], None]]] = {}
+
+    def get(self, key: Hashable, create: Callable[[], _T], close: Callable[[_T], None]) -> _T:
+        """The object under ``key``, created on first use; ``close`` runs when the run ends."""
+        if key not in self._items:
+            self._items[key] = (create(), cast("Callable[[Any], None]", close))
+        return cast("_T", self._items[key][0])
+
+    def close(self) -> None:
+        """Close everything, last created first; every close runs even if one fails."""
+        errors: list[BaseException] = []
+        while self._items:
+            _, (item, close) = self._items.popitem()
+            try:
+                close(item)
+            except Exception as exc:  # reported below, after closing the rest
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
 
 @dataclass(frozen=True)
@@ -26,13 +76,39 @@ class SourceContext:
     batch_size: int
     base_dir: Path
     """Directory of the pipeline file: relative paths resolve against it."""
+    cursor: CursorBound | None = None
+    """The incremental bound, when the resource has ``incremental:``."""
+    resume: Any = None
+    """The ``checkpoint`` of the last batch a killed run committed: start right after it."""
+    order_by: tuple[str, ...] = ()
+    """Columns that identify a record (the primary key): a source that must order its
+    records to checkpoint them (SQL) orders by the cursor, then these."""
+    state: Mapping[str, Any] = field(default_factory=dict)
+    """The resource's stored state entries (e.g. ``files``), empty on ``--full-refresh``."""
+    shared: SharedResources = field(default_factory=SharedResources)
+    """Run-scoped objects to share between resources (engines, HTTP clients)."""
+    notices: list[str] = field(default_factory=list)
+    """Things the user should hear about (a file that changed): shown in the run summary."""
 
 
 class Source(Protocol):
     """Anything that yields batches of records with their positions."""
 
     def batches(self) -> Iterator[SourceBatch]:
-        """Yield the records in batches of at most ``batch_size`` rows."""
+        """Yield the records in batches of at most ``batch_size`` rows.
+
+        Each batch's ``checkpoint`` (JSON-serialisable) is where the source stands after
+        it: a new source given that value as ``context.resume`` yields exactly the
+        records that follow. A source that cannot resume leaves it None.
+        """
+        ...
+
+
+class StatefulSource(Source, Protocol):
+    """A source that keeps state between runs besides the cursor (files keep what they read)."""
+
+    def final_state(self) -> Mapping[str, Any]:
+        """State entries to store when the run completes, by key."""
         ...
 
 
@@ -51,4 +127,17 @@ def registry() -> dict[str, SourceKind]:
     """Every source type by its ``type:`` key; drivers are imported only when a source runs."""
     from ladle.sources.files import FileOptions, FileSource
 
-    return {"file": SourceKind(FileOptions, FileSource)}
+    kinds = {"file": SourceKind(FileOptions, FileSource)}
+    try:
+        from ladle.sources.sql import SqlOptions, SqlSource
+    except ImportError:  # pragma: no cover - while the module is being written
+        pass
+    else:
+        kinds["sql"] = SourceKind(SqlOptions, SqlSource)
+    try:
+        from ladle.sources.http import HttpOptions, HttpSource
+    except ImportError:  # pragma: no cover - while the module is being written
+        pass
+    else:
+        kinds["http"] = SourceKind(HttpOptions, HttpSource)
+    return kinds
