@@ -135,7 +135,7 @@ def registry() -> dict[str, SourceKind]:
     else:
         kinds["sql"] = SourceKind(SqlOptions, SqlSource)
     try:
-        from ladle.sources.http import HttpOptions, HttpSource
+        from ladle.sources.http_api import HttpOptions, HttpSource
     except ImportError:  # pragma: no cover - while the module is being written
         pass
     else:
