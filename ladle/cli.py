@@ -144,6 +144,8 @@ def _print_summary(summary: RunSummary) -> None:
         )
     out.print(table)
     for r in summary.resources:
+        for notice in r.notices:
+            out.print(f"[yellow]{escape(r.resource)}: {escape(notice)}[/yellow]")
         if r.error:
             out.print(f"[red]{escape(r.resource)}: {escape(r.error)}[/red]")
         if summary.dry_run:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ladle.columns import ColumnSpec
 from ladle.errors import ConfigError
+from ladle.incremental import IncrementalSpec
 from ladle.schema import normalize_name
 
 DEFAULT_BATCH_SIZE = 10_000
@@ -52,6 +53,9 @@ class ResourceSpec(BaseModel):
     columns: dict[str, ColumnSpec] = Field(default_factory=dict)
     steps: list[dict[str, Any]] = Field(default_factory=list)
     batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1)
+    incremental: IncrementalSpec | None = None
+    commit_every: int | None = Field(default=None, ge=1)
+    """Commit the load in chunks of about this many records, each with its checkpoint."""
 
     @field_validator("primary_key", mode="before")
     @classmethod
@@ -300,6 +304,15 @@ def _resource(name: str, spec: ResourceSpec, reader: _Reader, path: Path_) -> Re
             line=_nearest_line(reader.lines, (*path, "write")),
             key=_dotted((*path, "write")),
         )
+    for key in ("incremental", "commit_every"):
+        if spec.write is WriteMode.REPLACE and getattr(spec, key) is not None:
+            raise ConfigError(
+                f"{key} does not go with write: replace (a replace reloads everything and "
+                "swaps the table in at once); use write: merge or append",
+                file=reader.file,
+                line=_nearest_line(reader.lines, (*path, key)),
+                key=_dotted((*path, key)),
+            )
     return Resource(name, spec, source_type, options, configs)
 
 

@@ -26,11 +26,12 @@ from ladle.columns import ColumnSpec
 from ladle.config import PipelineConfig, Resource, WriteMode, load
 from ladle.destinations import Destination, Load, LoadTarget, connect, default_url, mask
 from ladle.errors import LadleError, StepError
+from ladle.incremental import Cursor, encode
 from ladle.ledger import FAILED, SUCCEEDED, RunEntry
 from ladle.quarantine import rows_from_rejects, rows_from_unreadable
 from ladle.schema import ColumnType, normalize_name
-from ladle.sources import SourceContext
-from ladle.state import LAST_RUN
+from ladle.sources import SharedResources, Source, SourceContext, StatefulSource
+from ladle.state import CHECKPOINT, CURSOR, LAST_RUN, RESERVED
 from ladle.steps import Step, StepContext
 from ladle.steps import registry as step_registry
 from ladle.steps.dedupe import Dedupe
@@ -75,6 +76,8 @@ class ResourceResult:
     error: str | None = None
     ready: int = 0
     """Rows that reached the load (after steps); in a dry run, what would have been loaded."""
+    notices: list[str] = field(default_factory=list)
+    """What the user should know about the run (a resumed checkpoint, a changed file)."""
 
 
 @dataclass
@@ -170,15 +173,20 @@ class Pipeline:
             destination = None
         elif destination is None:
             destination = connect(url, base_dir=self.config.base_dir)
+        shared = SharedResources()
         try:
             for res in selected:
                 observer.resource_started(res.name)
-                result = _run_resource(self.config, res, destination, summary.run_id, observer)
+                run = _ResourceRun(self.config, res, summary.run_id, options, shared)
+                result = _run_resource(run, destination, observer)
                 summary.resources.append(result)
                 observer.resource_finished(result)
         finally:
-            if owned and destination is not None:
-                destination.close()
+            try:
+                shared.close()
+            finally:
+                if owned and destination is not None:
+                    destination.close()
         return summary
 
     def _select(self, names: tuple[str, ...]) -> list[Resource]:
@@ -195,32 +203,40 @@ class Pipeline:
         return [resources[n] for n in names] if names else list(resources.values())
 
 
+@dataclass(frozen=True)
+class _ResourceRun:
+    """What one resource's run needs besides the destination."""
+
+    config: PipelineConfig
+    res: Resource
+    run_id: str
+    options: RunOptions
+    shared: SharedResources
+
+
 def _run_resource(
-    config: PipelineConfig,
-    res: Resource,
-    destination: Destination | None,
-    run_id: str,
-    observer: RunObserver,
+    run: _ResourceRun, destination: Destination | None, observer: RunObserver
 ) -> ResourceResult:
     """One resource, with connection accounting around it: a connection not returned is a leak.
 
     The count of checked-out connections is logged at the start and end of the load; a
     higher count at the end is logged as a leak and written to the ledger row.
     """
+    res = run.res
     entry = RunEntry(
-        run_id=run_id,
-        pipeline=config.name,
+        run_id=run.run_id,
+        pipeline=run.config.name,
         resource=res.name,
         table_name=res.table,
         write_mode=res.spec.write.value,
-        config_hash=config.config_hash,
+        config_hash=run.config.config_hash,
         ladle_version=ladle_version(),
     )
     if destination is None:
-        return _load_resource(config, res, None, entry, observer)
+        return _load_resource(run, None, entry, observer)
     before = destination.connections_in_use()
     log.debug("connections in use", resource=res.name, phase="load start", count=before)
-    result = _load_resource(config, res, destination, entry, observer)
+    result = _load_resource(run, destination, entry, observer)
     after = destination.connections_in_use()
     log.debug("connections in use", resource=res.name, phase="load end", count=after)
     if after > before:
@@ -231,36 +247,45 @@ def _run_resource(
 
 
 def _load_resource(
-    config: PipelineConfig,
-    res: Resource,
+    run: _ResourceRun,
     destination: Destination | None,
     entry: RunEntry,
     observer: RunObserver,
 ) -> ResourceResult:
-    """One resource in one transaction: committed with its ledger row, or rolled back."""
+    """One resource: committed with its ledger row (at the end, or chunk by chunk), or rolled
+    back to its last commit with a ``failed`` row."""
+    res = run.res
     started = time.monotonic()
-    load = None
+    committer: _Committer | None = None
+    notices: list[str] = []
     try:
-        steps = _build_steps(config, res)
-        target = _target(config, res, steps)
+        steps = _build_steps(run.config, res)
+        target = _target(run.config, res, steps)
+        stored = {}
+        if destination is not None and not run.options.full_refresh:
+            stored = destination.read_state(run.config.name, res.name)
+        plan = _plan(run, stored, notices)
         if destination is not None:
             destination.record_run(entry)
-            load = destination.begin(target)
-        ready = _stream(config, res, steps, load=load, entry=entry, observer=observer)
-        if load is not None:
-            _finish(res, load, entry, entry.run_id)
+            committer = _Committer(destination, target, run, entry, plan.cursor)
+        source = _source(run, plan, stored, notices)
+        ready = _stream(
+            run, steps, source, plan, committer=committer, entry=entry, observer=observer
+        )
+        if committer is not None:
+            final = source.final_state() if isinstance(source, StatefulSource) else {}
+            committer.finish(final)
         entry.status = SUCCEEDED
         seconds = time.monotonic() - started
-        return ResourceResult(res.name, res.table, SUCCEEDED, entry.counts, seconds, ready=ready)
+        return ResourceResult(
+            res.name, res.table, SUCCEEDED, entry.counts, seconds, ready=ready, notices=notices
+        )
     except Exception as exc:
         message = (
             mask(str(exc)) if isinstance(exc, LadleError) else mask(f"{type(exc).__name__}: {exc}")
         )
-        if load is not None:
-            try:
-                load.rollback()
-            except LadleError as rollback_error:
-                log.warning("rollback failed", resource=res.name, error=str(rollback_error))
+        if committer is not None:
+            committer.rollback()
         if destination is not None:
             entry.status, entry.error = FAILED, message
             entry.finished_at = _now()
@@ -269,7 +294,9 @@ def _load_resource(
         if not isinstance(exc, LadleError):
             raise
         seconds = time.monotonic() - started
-        return ResourceResult(res.name, res.table, FAILED, entry.counts, seconds, message)
+        return ResourceResult(
+            res.name, res.table, FAILED, entry.counts, seconds, message, notices=notices
+        )
 
 
 def _record(destination: Destination, entry: RunEntry) -> None:
@@ -280,35 +307,92 @@ def _record(destination: Destination, entry: RunEntry) -> None:
         log.warning("could not write the ledger", resource=entry.resource, error=str(exc))
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """Where a resource's run starts: the cursor, and a checkpoint to resume after."""
+
+    cursor: Cursor | None
+    resume: Any
+
+
+def _plan(run: _ResourceRun, stored: Mapping[str, Any], notices: list[str]) -> _Plan:
+    """Read the stored cursor and an interrupted run's checkpoint into a starting point."""
+    res = run.res
+    spec = res.spec.incremental
+    checkpoint = stored.get(CHECKPOINT)
+    timezone = run.config.spec.timezone
+    if isinstance(checkpoint, dict):
+        notices.append(
+            f"resuming after the last checkpoint of run {checkpoint.get('run_id')} "
+            f"({checkpoint.get('fetched', 0)} records were committed before it stopped)"
+        )
+        cursor = Cursor.resumed(spec, checkpoint, timezone) if spec else None
+        return _Plan(cursor, checkpoint.get("position"))
+    if spec is None:
+        return _Plan(None, None)
+    declared = _declared_type(res, spec.cursor)
+    try:
+        cursor = Cursor.start(spec, stored.get(CURSOR), declared=declared, timezone=timezone)
+    except ValueError as exc:
+        raise StepError(str(exc), resource=res.name, step="incremental") from exc
+    return _Plan(cursor, None)
+
+
+def _declared_type(res: Resource, column: str) -> ColumnType | None:
+    spec = res.spec.columns.get(column) or res.spec.columns.get(normalize_name(column))
+    return spec.type if spec is not None else None
+
+
+def _source(
+    run: _ResourceRun, plan: _Plan, stored: Mapping[str, Any], notices: list[str]
+) -> Source:
+    """Build the resource's source, told the cursor bound, the resume point and its state."""
+    from ladle.sources import registry as source_registry
+
+    res = run.res
+    # A replace reloads everything: the source must not skip what an earlier run read.
+    keeps_state = res.spec.write is not WriteMode.REPLACE
+    context = SourceContext(
+        res.name,
+        res.spec.batch_size,
+        run.config.base_dir,
+        cursor=plan.cursor.bound if plan.cursor else None,
+        resume=plan.resume,
+        order_by=tuple(res.spec.primary_key),
+        state={k: v for k, v in stored.items() if k not in RESERVED} if keeps_state else {},
+        shared=run.shared,
+        notices=notices,
+    )
+    return source_registry()[res.source_type].build(res.source_options, context)
+
+
 def _stream(
-    config: PipelineConfig,
-    res: Resource,
+    run: _ResourceRun,
     steps: list[tuple[str, Step]],
+    source: Source,
+    plan: _Plan,
     *,
-    load: Load | None,
+    committer: _Committer | None,
     entry: RunEntry,
     observer: RunObserver,
 ) -> int:
     """Read every batch, run the steps, stage the survivors; return how many reached the load."""
-    from ladle.sources import registry as source_registry
-
-    context = SourceContext(res.name, res.spec.batch_size, config.base_dir)
-    source = source_registry()[res.source_type].build(res.source_options, context)
+    res = run.res
     counts = entry.counts
     seq = 0
     ready = 0
-    for batch in source.batches():
+    for read in source.batches():
+        batch = plan.cursor.filter(read) if plan.cursor else read
         frame, quarantined, deduplicated = _process_batch(res, steps, batch)
         counts.fetched += batch.fetched
-        counts.bytes_read += batch.bytes_read
+        counts.bytes_read += read.bytes_read
         counts.deduplicated += deduplicated
         counts.quarantined += quarantined.height
         staged = frame.with_columns((pl.col(ROW).cast(pl.Int64) + seq).alias(SEQ)).drop(ROW)
         seq += batch.frame.height
         ready += staged.height
-        if load is not None:
-            load.stage(staged)
-            load.write_quarantine(quarantined, run_id=entry.run_id, resource=res.name)
+        if committer is not None:
+            committer.add(staged, quarantined, read.checkpoint)
         observer.batch_loaded(res.name, counts)
     return ready
 
@@ -345,30 +429,125 @@ def _process_batch(
     return frame, quarantined, deduplicated
 
 
-def _finish(res: Resource, load: Load, entry: RunEntry, run_id: str) -> None:
-    """Merge, check the invariant, then write state and ledger and commit, all at once."""
-    counts = entry.counts
-    result = load.finish()
-    counts.inserted, counts.updated, counts.unchanged = (
-        result.inserted,
-        result.updated,
-        result.unchanged,
-    )
-    counts.deduplicated += result.deduplicated
-    if not counts.balanced:
-        raise LadleError(
-            f"resource {res.name!r}: the ledger does not balance (fetched {counts.fetched} != "
-            f"inserted {counts.inserted} + updated {counts.updated} + unchanged "
-            f"{counts.unchanged} + deduplicated {counts.deduplicated} + quarantined "
-            f"{counts.quarantined}); nothing was committed"
-        )
-    entry.status = SUCCEEDED
-    entry.finished_at = _now()
-    entry.peak_memory_mb = _peak_memory_mb()
-    state = {"run_id": run_id, "table": res.table, "rows": counts.inserted + counts.updated}
-    load.write_state(res.name, LAST_RUN, state, run_id=run_id)
-    load.write_ledger(entry)
-    load.commit()
+class _Committer:
+    """Owns a resource's load: stages batches, commits chunks with their checkpoint, finishes.
+
+    Without ``commit_every`` the whole resource is one transaction. With it, every chunk of
+    about that many records is merged and committed together with the checkpoint (where
+    the source stands, the cursor so far) and the ledger row's running counts, so a killed
+    run loses at most the chunk in hand and the next run resumes right after.
+    """
+
+    def __init__(
+        self,
+        destination: Destination,
+        target: LoadTarget,
+        run: _ResourceRun,
+        entry: RunEntry,
+        cursor: Cursor | None,
+    ) -> None:
+        self._destination = destination
+        self._target = target
+        self._run = run
+        self._entry = entry
+        self._cursor = cursor
+        self._every = run.res.spec.commit_every
+        self._pending = 0
+        self._committed = Counts()
+        self._load: Load | None = destination.begin(target)
+
+    def add(self, staged: pl.DataFrame, quarantined: pl.DataFrame, checkpoint: Any) -> None:
+        """Stage one batch; commit a chunk when enough records have gathered."""
+        load = self._current()
+        load.stage(staged)
+        load.write_quarantine(quarantined, run_id=self._run.run_id, resource=self._run.res.name)
+        self._pending += staged.height + quarantined.height
+        if self._every is not None and self._pending >= self._every:
+            self._commit_chunk(checkpoint)
+
+    def _commit_chunk(self, checkpoint: Any) -> None:
+        res = self._run.res
+        if checkpoint is None:
+            raise StepError(
+                f"commit_every needs a source that can say where it stands after each batch; "
+                f"this {res.source_type} source cannot (a sql source needs a primary_key or an "
+                "incremental cursor to order by)",
+                resource=res.name,
+                step="commit_every",
+            )
+        load = self._merge()
+        saved = {
+            "run_id": self._run.run_id,
+            "position": checkpoint,
+            "fetched": self._entry.counts.fetched,
+            **(self._cursor.saved() if self._cursor else {}),
+        }
+        load.write_state(res.name, CHECKPOINT, saved, run_id=self._run.run_id)
+        load.write_ledger(self._entry)
+        load.commit()
+        self._load = None
+        self._committed = replace(self._entry.counts)
+        self._pending = 0
+        log.info("chunk committed", resource=res.name, fetched=self._entry.counts.fetched)
+
+    def finish(self, source_state: Mapping[str, Any]) -> None:
+        """Merge the last chunk, then write cursor, source state and ledger, and commit."""
+        res, run_id, entry = self._run.res, self._run.run_id, self._entry
+        load = self._merge()
+        counts = entry.counts
+        entry.status = SUCCEEDED
+        entry.finished_at = _now()
+        entry.peak_memory_mb = _peak_memory_mb()
+        if self._cursor is not None:
+            mark = encode(self._cursor.high, self._cursor.kind)
+            if mark is not None:
+                load.write_state(res.name, CURSOR, mark, run_id=run_id)
+        for key, value in source_state.items():
+            load.write_state(res.name, key, value, run_id=run_id)
+        load.write_state(res.name, CHECKPOINT, None, run_id=run_id)
+        rows = counts.inserted + counts.updated
+        state = {"run_id": run_id, "table": res.table, "rows": rows}
+        load.write_state(res.name, LAST_RUN, state, run_id=run_id)
+        load.write_ledger(entry)
+        load.commit()
+        self._load = None
+
+    def rollback(self) -> None:
+        """Undo the chunk in hand; the ledger row keeps the counts that were committed."""
+        if self._load is not None:
+            try:
+                self._load.rollback()
+            except LadleError as rollback_error:
+                log.warning(
+                    "rollback failed", resource=self._run.res.name, error=str(rollback_error)
+                )
+            self._load = None
+        if self._committed.fetched:
+            # Earlier chunks are in the destination: the ledger row says what is there.
+            self._entry.counts = replace(self._committed, bytes_read=self._entry.counts.bytes_read)
+
+    def _current(self) -> Load:
+        if self._load is None:
+            self._load = self._destination.begin(self._target)
+        return self._load
+
+    def _merge(self) -> Load:
+        """Merge what is staged, add the database's counts, and check the invariant."""
+        load = self._current()
+        result = load.finish()
+        counts = self._entry.counts
+        counts.inserted += result.inserted
+        counts.updated += result.updated
+        counts.unchanged += result.unchanged
+        counts.deduplicated += result.deduplicated
+        if not counts.balanced:
+            raise LadleError(
+                f"resource {self._run.res.name!r}: the ledger does not balance (fetched "
+                f"{counts.fetched} != inserted {counts.inserted} + updated {counts.updated} + "
+                f"unchanged {counts.unchanged} + deduplicated {counts.deduplicated} + "
+                f"quarantined {counts.quarantined}); nothing was committed"
+            )
+        return load
 
 
 def _build_steps(config: PipelineConfig, res: Resource) -> list[tuple[str, Step]]:

@@ -23,3 +23,17 @@ STATE = TableDef(
 
 LAST_RUN = "last_run"
 """Key of the state entry every successful load writes: run id, rows and table."""
+
+CURSOR = "cursor"
+"""The incremental cursor's high-water mark, written when a run completes."""
+
+CHECKPOINT = "checkpoint"
+"""An interrupted run's last committed chunk: source position and cursor; null once a run
+completes. The next run resumes from it."""
+
+FILES = "files"
+"""File sources: every file loaded (size, mtime, content hash), so a re-run reads only new
+or changed files."""
+
+RESERVED = frozenset({LAST_RUN, CURSOR, CHECKPOINT})
+"""Keys the pipeline owns; the others belong to the resource's source."""

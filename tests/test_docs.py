@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from ladle.cli import main
 from ladle.columns import ColumnSpec
 from ladle.config import PipelineSpec, ResourceSpec
+from ladle.incremental import IncrementalSpec
 from ladle.sources.files import FileOptions
 from ladle.steps import registry
 
@@ -20,7 +21,9 @@ def _keys(model: type[BaseModel]) -> list[str]:
     return [info.alias or name for name, info in model.model_fields.items()]
 
 
-@pytest.mark.parametrize("model", [PipelineSpec, ResourceSpec, ColumnSpec, FileOptions])
+@pytest.mark.parametrize(
+    "model", [PipelineSpec, ResourceSpec, ColumnSpec, FileOptions, IncrementalSpec]
+)
 def test_every_key_is_documented(model: type[BaseModel]) -> None:
     """Each key a model accepts appears in the README as `key`."""
     missing = [key for key in _keys(model) if f"`{key}`" not in README]

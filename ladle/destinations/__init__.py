@@ -117,6 +117,10 @@ class Destination(Protocol):
         """Rows of a table (the ledger, quarantine, state, or data) matching ``where``."""
         ...
 
+    def read_state(self, pipeline: str, resource: str) -> dict[str, Any]:
+        """The resource's ``_ladle_state`` entries by key, values decoded from JSON."""
+        ...
+
     def connections_in_use(self) -> int:
         """Connections checked out right now; more after a load than before is a leak."""
         ...

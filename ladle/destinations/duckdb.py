@@ -112,6 +112,18 @@ class DuckDBDestination:
             frame: pl.DataFrame = self._con.sql(sql, params=list(where.values())).pl()
         return frame
 
+    def read_state(self, pipeline: str, resource: str) -> dict[str, Any]:
+        """The resource's ``_ladle_state`` entries by key, values decoded from JSON."""
+        if _columns(self._con, STATE.name) is None:
+            return {}
+        with _translated("reading state"):
+            rows = self._con.execute(
+                f"SELECT key, CAST(value AS VARCHAR) FROM {quote(STATE.name)} "
+                "WHERE pipeline = ? AND resource = ?",
+                [pipeline, resource],
+            ).fetchall()
+        return {key: json.loads(value) if value is not None else None for key, value in rows}
+
     def close(self) -> None:
         """Close the connection (and with it the file)."""
         self._con.close()

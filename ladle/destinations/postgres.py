@@ -132,6 +132,17 @@ class PostgresDestination:
             rows = cursor.fetchall()
         return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
 
+    def read_state(self, pipeline: str, resource: str) -> dict[str, Any]:
+        """The resource's ``_ladle_state`` entries by key, values decoded from JSON."""
+        query = sql.SQL("SELECT key, value::text FROM {} WHERE pipeline = %s AND resource = %s")
+        with self._pool.connection() as conn, _translated("reading state"):
+            if _columns(conn, self.schema, STATE.name) is None:
+                return {}
+            rows = conn.execute(
+                query.format(sql.Identifier(self.schema, STATE.name)), [pipeline, resource]
+            ).fetchall()
+        return {key: json.loads(value) if value is not None else None for key, value in rows}
+
     def diagnose(self) -> list[Check]:
         """For ``ladle doctor``: does the server answer, which version, may ladle create tables."""
         checks = [Check("destination answers", True, self.url)]

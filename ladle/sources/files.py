@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import glob
 import gzip
+import hashlib
 import io
 import os
 import zlib
@@ -18,13 +19,14 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Literal, cast
+from typing import IO, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from ladle.batch import SourceBatch
 from ladle.errors import SourceError
 from ladle.sources import SourceContext
+from ladle.state import FILES
 
 Format = Literal["json", "jsonl", "ndjson", "csv", "parquet"]
 
@@ -92,6 +94,9 @@ class FileSource:
         self.options = options
         self.context = context
         self._base = Path(os.path.abspath(context.base_dir))
+        self._size = context.batch_size
+        stored = context.state.get(FILES)
+        self._loaded: dict[str, FileMeta] = dict(stored) if isinstance(stored, dict) else {}
 
     def paths(self) -> list[Path]:
         """The files to read, sorted; raises SourceError when there are none."""
@@ -117,9 +122,55 @@ class FileSource:
         return [Path(p) for p in found]
 
     def batches(self) -> Iterator[SourceBatch]:
-        """Yield every file's batches; each batch is one file's, at most ``batch_size`` rows."""
-        for path in self.paths():
-            yield from self._read(path)
+        """Yield the batches of every file not loaded before (or changed since), in order.
+
+        Each batch's checkpoint names the files finished so far and how many batches of
+        the current file are done, so a resumed run starts right after it.
+        """
+        resume = self.context.resume if isinstance(self.context.resume, dict) else {}
+        done: dict[str, FileMeta] = dict(resume.get("done") or {})
+        self._loaded.update(done)
+        paths = self.paths()
+        unchanged = 0
+        for path in paths:
+            name = self._display(path)
+            meta = _meta(path)
+            previous = self._loaded.get(name)
+            if previous is not None and _same_content(previous, meta, path):
+                self._loaded[name] = {**meta, "sha256": previous["sha256"]}
+                unchanged += 1
+                continue
+            meta["sha256"] = _sha256(path)
+            if previous is not None and name not in done:
+                self.context.notices.append(f"{name} changed since it was loaded; reading it again")
+            skip = self._batches_done(resume, name, meta)
+            for number, batch in enumerate(self._read(path), start=1):
+                if number > skip:
+                    position = {"done": done, "file": name, "meta": meta, "batches": number}
+                    yield replace(batch, checkpoint={**position, "batch_size": self._size})
+            done = {**done, name: meta}
+            self._loaded[name] = meta
+        if unchanged:
+            self.context.notices.append(
+                f"{unchanged} of {len(paths)} files were loaded before and have not changed; "
+                "--full-refresh reads them again"
+            )
+
+    def final_state(self) -> dict[str, Any]:
+        """Every file loaded so far, by path: size, mtime and content hash."""
+        return {FILES: self._loaded}
+
+    def _batches_done(self, resume: dict[str, Any], name: str, meta: FileMeta) -> int:
+        """How many batches of this file an interrupted run committed (0 if it changed since)."""
+        if resume.get("file") != name:
+            return 0
+        if resume.get("meta") != meta or resume.get("batch_size") != self._size:
+            self.context.notices.append(
+                f"{name} changed (or batch_size did) since the interrupted run; reading it again "
+                "from the start"
+            )
+            return 0
+        return int(resume.get("batches", 0))
 
     def _read(self, path: Path) -> Iterator[SourceBatch]:
         name = self._display(path)
@@ -205,6 +256,34 @@ class FileSource:
             return path.relative_to(self._base).as_posix()
         except ValueError:
             return str(path)
+
+
+FileMeta = dict[str, Any]
+"""What identifies a loaded file's content: ``size``, ``mtime_ns`` and ``sha256``."""
+
+
+def _meta(path: Path) -> FileMeta:
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _same_content(previous: FileMeta, meta: FileMeta, path: Path) -> bool:
+    """Same size and mtime: unchanged. Same size, new mtime: compare the content's hash."""
+    if previous.get("size") != meta["size"]:
+        return False
+    if previous.get("mtime_ns") == meta["mtime_ns"]:
+        return True
+    return bool(previous.get("sha256") == _sha256(path))
+
+
+def _sha256(path: Path) -> str:
+    try:
+        with open(path, "rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest()
+    except OSError as exc:
+        raise SourceError(
+            f"cannot read the file: {exc.strerror or exc}", position=str(path)
+        ) from exc
 
 
 def _format_of(path: Path, declared: Format | None, name: str) -> Format:

@@ -157,10 +157,11 @@ def test_failure_after_staged_batches_rolls_back_everything(
     dest = connect(destination_url)
     assert dest.read("items", {}).to_dicts() == [{"id": 1, "amount": None, "size": 1}]
     assert dest.read(QUARANTINE.name, {}).height == 1
-    assert dest.read("_ladle_state", {}).height == 1
+    state = dest.read("_ladle_state", {})
     ledger = dest.read(RUNS.name, {}, order_by=["started_at"]).to_dicts()
     dest.close()
     assert [(r["status"], r["fetched"]) for r in ledger] == [("succeeded", 2), ("failed", 5)]
+    assert set(state.get_column("run_id")) == {ledger[0]["run_id"]}
 
 
 def test_dry_run_writes_nothing(

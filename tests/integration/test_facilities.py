@@ -45,8 +45,9 @@ def _write(tmp_path: Path, document: dict[str, Any]) -> None:
     (tmp_path / "data" / "facilities.json").write_text(json.dumps(document))
 
 
-def _run(path: Path, url: str) -> Counts:
-    summary = Pipeline.from_yaml(path).run(RunOptions(destination=url))
+def _run(path: Path, url: str, *, full_refresh: bool = False) -> Counts:
+    options = RunOptions(destination=url, full_refresh=full_refresh)
+    summary = Pipeline.from_yaml(path).run(options)
     assert summary.ok, summary.resources[0].error
     counts = summary.resources[0].counts
     assert counts.balanced
@@ -109,11 +110,23 @@ def test_quarantine_positions_point_at_bad_records(tmp_path: Path, destination_u
     assert set().union(*rules.values()) == expected
 
 
+def test_second_run_skips_the_loaded_file(tmp_path: Path, destination_url: str) -> None:
+    """A re-run reads no file that was loaded before and has not changed, and says so."""
+    path, _, _ = _setup(tmp_path)
+    _run(path, destination_url)
+    summary = Pipeline.from_yaml(path).run(RunOptions(destination=destination_url))
+    result = summary.resources[0]
+    assert (result.status, result.counts.fetched) == ("succeeded", 0)
+    assert result.notices == [
+        "1 of 1 files were loaded before and have not changed; --full-refresh reads them again"
+    ]
+
+
 def test_second_run_is_all_unchanged(tmp_path: Path, destination_url: str) -> None:
-    """The same input again inserts and updates nothing."""
+    """The same input again, read in full, inserts and updates nothing."""
     path, _, manifest = _setup(tmp_path)
     _run(path, destination_url)
-    again = _run(path, destination_url)
+    again = _run(path, destination_url, full_refresh=True)
     assert (again.inserted, again.updated) == (0, 0)
     assert again.unchanged == manifest["facilities"]
     assert again.deduplicated == manifest["duplicates"]
@@ -165,7 +178,7 @@ def test_other_write_modes_balance(tmp_path: Path, destination_url: str, mode: s
     text = path.read_text().replace("write: merge", f"write: {mode}")
     path.write_text(text)
     first = _run(path, destination_url)
-    second = _run(path, destination_url)
+    second = _run(path, destination_url, full_refresh=True)
     assert first.inserted == second.inserted == manifest["facilities"]
     dest = connect(destination_url)
     loaded = dest.read("facilities", {}).height
