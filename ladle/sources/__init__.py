@@ -18,7 +18,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -104,6 +104,7 @@ class Source(Protocol):
         ...
 
 
+@runtime_checkable
 class StatefulSource(Source, Protocol):
     """A source that keeps state between runs besides the cursor (files keep what they read)."""
 
@@ -140,4 +141,10 @@ def registry() -> dict[str, SourceKind]:
         pass
     else:
         kinds["http"] = SourceKind(HttpOptions, HttpSource)
+    try:
+        from ladle.sources.redis_stream import RedisStreamOptions, RedisStreamSource
+    except ImportError:  # pragma: no cover - while the module is being written
+        pass
+    else:
+        kinds["redis_stream"] = SourceKind(RedisStreamOptions, RedisStreamSource)
     return kinds
