@@ -168,3 +168,15 @@ class Counts:
         return self.fetched == (
             self.inserted + self.updated + self.unchanged + self.deduplicated + self.quarantined
         )
+
+    def verify(self, resource: str) -> None:
+        """Raise before commit when the invariant does not hold (a bug, never bad data)."""
+        if not self.balanced:
+            from ladle.errors import LadleError
+
+            raise LadleError(
+                f"resource {resource!r}: the ledger does not balance (fetched {self.fetched} != "
+                f"inserted {self.inserted} + updated {self.updated} + unchanged "
+                f"{self.unchanged} + deduplicated {self.deduplicated} + quarantined "
+                f"{self.quarantined}); nothing was committed"
+            )

@@ -318,6 +318,77 @@ def init(name: str) -> None:
     out.print(f"next: cd {name} && ladle run pipeline.yaml")
 
 
+# ------------------------------------------------------------------ serve
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, help="Port to listen on.")
+def serve(file: Path, host: str, port: int) -> None:
+    """Serve FILE's ingest endpoint, /health and /metrics (token from LADLE_INGEST_TOKEN)."""
+    import uvicorn
+
+    from ladle.metrics import Metrics
+    from ladle.serve import create_app, ingest_token_from_env
+
+    log.configure(json=not _interactive())
+    with _errors():
+        token = ingest_token_from_env()
+        app = create_app(Pipeline.from_yaml(file), token=token, metrics=Metrics())
+    uvicorn.run(app, host=host, port=port)
+
+
+# ------------------------------------------------------------------ worker
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--resource", "resource", help="The redis_stream resource (if the file has several).")
+@click.option("--consumer", help="This worker's name in the group (default host-pid).")
+@click.option("--destination", help="Override the pipeline's destination URL.")
+@click.option("--batch-size", type=int, help="Entries per read (default the resource's).")
+@click.option("--metrics-port", type=int, help="Serve /metrics and /health on this port.")
+@click.option(
+    "--idle-exit",
+    type=float,
+    help="Stop after the stream has been empty this many seconds (default: run until stopped).",
+)
+def worker(
+    file: Path,
+    *,
+    resource: str | None,
+    consumer: str | None,
+    destination: str | None,
+    batch_size: int | None,
+    metrics_port: int | None,
+    idle_exit: float | None,
+) -> None:
+    """Consume FILE's stream resource: steps, load, then acknowledge; SIGTERM stops cleanly."""
+    from ladle.metrics import Metrics
+    from ladle.worker import Worker, WorkerOptions
+
+    log.configure(json=not _interactive())
+    with _errors():
+        options = WorkerOptions(resource, consumer, destination, batch_size, idle_exit)
+        metrics = Metrics()
+        consumer_ = Worker(
+            Pipeline.from_yaml(file, destination=destination), options, metrics=metrics
+        )
+        if metrics_port is not None:
+            from ladle.serve import serve_in_background, worker_app
+
+            serve_in_background(worker_app(consumer_), port=metrics_port)
+        with consumer_.signals():
+            entry = consumer_.run()
+    c = entry.counts
+    out.print(
+        f"{escape(entry.resource)}: fetched {c.fetched:,}, inserted {c.inserted:,}, updated "
+        f"{c.updated:,}, unchanged {c.unchanged:,}, deduplicated {c.deduplicated:,}, "
+        f"quarantined {c.quarantined:,}"
+    )
+
+
 # ------------------------------------------------------------------ doctor
 
 

@@ -3,7 +3,7 @@
 The policy lives here, in layers that each add one concern: :meth:`Pipeline.run`
 opens the destination and walks the resources; :func:`_run_resource` owns the ledger
 row and the transaction (commit on success, rollback and a ``failed`` row otherwise);
-:func:`_process_batch` runs the steps over one batch and routes every record to the
+:func:`process_batch` runs the steps over one batch and routes every record to the
 load, the quarantine or the deduplicated count. The invariant is checked before commit.
 """
 
@@ -259,8 +259,8 @@ def _load_resource(
     committer: _Committer | None = None
     notices: list[str] = []
     try:
-        steps = _build_steps(run.config, res)
-        target = _target(run.config, res, steps)
+        steps = build_steps(run.config, res)
+        target = load_target(run.config, res, steps)
         stored = {}
         if destination is not None and not run.options.full_refresh:
             stored = destination.read_state(run.config.name, res.name)
@@ -289,7 +289,7 @@ def _load_resource(
         if destination is not None:
             entry.status, entry.error = FAILED, message
             entry.finished_at = _now()
-            entry.peak_memory_mb = _peak_memory_mb()
+            entry.peak_memory_mb = peak_memory_mb()
             _record(destination, entry)
         if not isinstance(exc, LadleError):
             raise
@@ -383,7 +383,7 @@ def _stream(
     ready = 0
     for read in source.batches():
         batch = plan.cursor.filter(read) if plan.cursor else read
-        frame, quarantined, deduplicated = _process_batch(res, steps, batch)
+        frame, quarantined, deduplicated = process_batch(res, steps, batch)
         counts.fetched += batch.fetched
         counts.bytes_read += read.bytes_read
         counts.deduplicated += deduplicated
@@ -397,12 +397,12 @@ def _stream(
     return ready
 
 
-def _process_batch(
+def process_batch(
     res: Resource, steps: list[tuple[str, Step]], batch: SourceBatch
 ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """Run the steps over one batch: (rows to load, quarantine rows, rows deduplicated)."""
     source = batch.frame.with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64))
-    frame = source.rename(_normalized_names(batch.frame.columns))
+    frame = source.rename(normalized_names(batch.frame.columns))
     rejects = [empty_rejects()]
     deduplicated = 0
     for name, step in steps:
@@ -497,7 +497,7 @@ class _Committer:
         counts = entry.counts
         entry.status = SUCCEEDED
         entry.finished_at = _now()
-        entry.peak_memory_mb = _peak_memory_mb()
+        entry.peak_memory_mb = peak_memory_mb()
         if self._cursor is not None:
             mark = encode(self._cursor.high, self._cursor.kind)
             if mark is not None:
@@ -540,22 +540,45 @@ class _Committer:
         counts.updated += result.updated
         counts.unchanged += result.unchanged
         counts.deduplicated += result.deduplicated
-        if not counts.balanced:
-            raise LadleError(
-                f"resource {self._run.res.name!r}: the ledger does not balance (fetched "
-                f"{counts.fetched} != inserted {counts.inserted} + updated {counts.updated} + "
-                f"unchanged {counts.unchanged} + deduplicated {counts.deduplicated} + "
-                f"quarantined {counts.quarantined}); nothing was committed"
-            )
+        counts.verify(self._run.res.name)
         return load
 
 
-def _build_steps(config: PipelineConfig, res: Resource) -> list[tuple[str, Step]]:
+def build_steps(config: PipelineConfig, res: Resource) -> list[tuple[str, Step]]:
     """The resource's steps, with cast and validate of the declared columns put in.
 
     Unless the file lists ``cast`` / ``validate`` itself, both run right after the
     leading rename/select/drop steps: types are known before ``derive`` and ``dedupe``.
     """
+    return _built(config, res, [(name, options) for name, options, _ in _ordered_steps(res)])
+
+
+def validation_steps(config: PipelineConfig, res: Resource) -> list[tuple[str, Step]]:
+    """The steps that decide whether a record is valid as it arrives: the leading
+    rename/select/drop, then cast and validate (what ``ladle serve`` checks before it
+    accepts a record)."""
+    ordered = _ordered_steps(res)
+    chosen = [(n, o) for n, o, leading in ordered if leading or n in ("cast", "validate")]
+    return _built(config, res, chosen)
+
+
+def _ordered_steps(res: Resource) -> list[tuple[str, Any, bool]]:
+    """(name, options, is one of the leading shaping steps), implicit cast/validate put in."""
+    configured = [(s.name, s.options) for s in res.steps]
+    names = {name for name, _ in configured}
+    lead = 0
+    while lead < len(configured) and configured[lead][0] in _SHAPING:
+        lead += 1
+    implicit = [(n, None) for n in ("cast", "validate") if n not in names]
+    return [
+        *((n, o, True) for n, o in configured[:lead]),
+        *((n, o, False) for n, o in implicit + configured[lead:]),
+    ]
+
+
+def _built(
+    config: PipelineConfig, res: Resource, steps: list[tuple[str, Any]]
+) -> list[tuple[str, Step]]:
     context = StepContext(
         resource=res.name,
         columns=_columns_with_key_required(res),
@@ -563,15 +586,8 @@ def _build_steps(config: PipelineConfig, res: Resource) -> list[tuple[str, Step]
         timezone=config.spec.timezone,
     )
     kinds = step_registry()
-    configured = [(s.name, s.options) for s in res.steps]
-    names = {name for name, _ in configured}
-    lead = 0
-    while lead < len(configured) and configured[lead][0] in _SHAPING:
-        lead += 1
-    implicit = [(n, None) for n in ("cast", "validate") if n not in names]
-    ordered = configured[:lead] + implicit + configured[lead:]
     built = []
-    for name, options in ordered:
+    for name, options in steps:
         try:
             built.append((name, kinds[name].build(options, context)))
         except LadleError:
@@ -589,7 +605,7 @@ def _columns_with_key_required(res: Resource) -> Mapping[str, ColumnSpec]:
     return columns
 
 
-def _target(config: PipelineConfig, res: Resource, steps: list[tuple[str, Step]]) -> LoadTarget:
+def load_target(config: PipelineConfig, res: Resource, steps: list[tuple[str, Step]]) -> LoadTarget:
     declared: dict[str, ColumnType] = {
         name: spec.type for name, spec in res.spec.columns.items() if spec.type is not None
     }
@@ -611,7 +627,7 @@ def _target(config: PipelineConfig, res: Resource, steps: list[tuple[str, Step]]
     return target
 
 
-def _normalized_names(columns: list[str]) -> dict[str, str]:
+def normalized_names(columns: list[str]) -> dict[str, str]:
     """snake_case every column name; a clash gets a numeric suffix rather than losing data."""
     mapping: dict[str, str] = {}
     taken: set[str] = set()
@@ -625,7 +641,7 @@ def _normalized_names(columns: list[str]) -> dict[str, str]:
     return mapping
 
 
-def _peak_memory_mb() -> float:
+def peak_memory_mb() -> float:
     """This process's peak resident memory in MB.
 
     On Linux, VmHWM from /proc: ``ru_maxrss`` keeps the high-water mark of the process

@@ -155,3 +155,203 @@ def destination_url(request: pytest.FixtureRequest) -> str:
     fixture = "duckdb_url" if request.param == "duckdb" else "postgres_url"
     url: str = request.getfixturevalue(fixture)
     return url
+
+
+# ---------------------------------------------------------------- Redis
+
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+REDIS_INSTALL_HINT = (
+    "Redis is needed for these tests: set LADLE_TEST_REDIS_URL to a server the tests may "
+    "write keys to, run one on 127.0.0.1:6379, or install redis-server so the tests can "
+    "start their own (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)"
+)
+
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2) as client:
+            return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def _throwaway_redis() -> tuple[subprocess.Popen[bytes], Path, str]:
+    """A redis-server on a free port that keeps nothing on disk."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail(REDIS_INSTALL_HINT, pytrace=False)
+    root = Path(tempfile.mkdtemp(prefix="ladle-redis-"))
+    port = _free_port()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(root)]
+    process = subprocess.Popen(
+        [*command, "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return process, root, f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The URL of a Redis server the tests may write keys to (each test uses its own keys)."""
+    configured = os.environ.get("LADLE_TEST_REDIS_URL")
+    if configured:
+        if not _redis_answers(configured):
+            pytest.fail(f"LADLE_TEST_REDIS_URL does not answer: {configured}", pytrace=False)
+        yield configured
+        return
+    if os.environ.get("LADLE_TEST_REDIS") != "throwaway" and _redis_answers(LOCAL_REDIS):
+        yield LOCAL_REDIS
+        return
+    process, root, url = _throwaway_redis()
+    try:
+        deadline = time.monotonic() + 15
+        while not _redis_answers(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the throwaway redis-server did not start\n{REDIS_INSTALL_HINT}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_stream_key(redis_url: str) -> Iterator[str]:
+    """A stream key no other test uses; it and its dead-letter stream are deleted afterwards."""
+    import redis
+
+    key = f"ladle-test:{uuid.uuid4().hex[:12]}"
+    yield key
+    with redis.Redis.from_url(redis_url) as client:
+        client.delete(key, f"{key}:dlq")
+
+
+# ---- MariaDB
+# Found like PostgreSQL: LADLE_TEST_MARIADB_URL; a server answering on 127.0.0.1:3306 (user
+# root, no password); a throwaway ``mariadbd`` started here. Never skipped. Each test gets
+# a database of its own, dropped afterwards.
+
+LOCAL_MARIADB = "mysql+pymysql://root@127.0.0.1:3306/test"
+MARIADB_HINT = (
+    "MariaDB (or MySQL) is needed for the SQL source tests: set LADLE_TEST_MARIADB_URL to a "
+    "mysql+pymysql:// URL of a user that may create databases, run one on 127.0.0.1:3306 "
+    "(user root, no password), or install the server so the tests can start their own "
+    "(Debian/Ubuntu: apt-get install mariadb-server; macOS: brew install mariadb)"
+)
+
+
+def _mariadb_execute(url: str, sql: str) -> None:
+    """Run one statement on the server at ``url`` (no database needed)."""
+    from sqlalchemy import create_engine, make_url, text
+    from sqlalchemy.pool import NullPool
+
+    server = make_url(url).set(database=None)
+    engine = create_engine(server, poolclass=NullPool, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(sql))
+    finally:
+        engine.dispose()
+
+
+def _mariadb_answers(url: str) -> bool:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        _mariadb_execute(url, "SELECT 1")
+    except SQLAlchemyError:
+        return False
+    return True
+
+
+def _sbin(*names: str) -> str | None:
+    for name in names:
+        found = shutil.which(name) or next(
+            (str(p) for d in ("/usr/sbin", "/usr/local/sbin") if (p := Path(d, name)).exists()),
+            None,
+        )
+        if found:
+            return found
+    return None
+
+
+class _ThrowawayMariaDB:
+    """A MariaDB server in a temporary directory, on a free port and a socket of its own."""
+
+    def __init__(self) -> None:
+        install = _sbin("mariadb-install-db", "mysql_install_db")
+        server = _sbin("mariadbd", "mysqld")
+        if install is None or server is None:
+            pytest.fail(MARIADB_HINT, pytrace=False)
+        self.root = Path(tempfile.mkdtemp(prefix="ladle-mariadb-"))
+        data, port = self.root / "data", _free_port()
+        # mariadbd refuses to run as root: as root, run it as the mysql user.
+        user = ["--user=mysql"] if os.geteuid() == 0 else []
+        if user:
+            shutil.chown(self.root, "mysql")
+        common = ["--no-defaults", f"--datadir={data}"]
+        result = subprocess.run(
+            [install, *common, *user, "--auth-root-authentication-method=normal",
+             "--skip-test-db"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            pytest.fail(f"{install} failed: {result.stderr.strip()}\n{MARIADB_HINT}")
+        self.log = (self.root / "log").open("w")
+        self.process = subprocess.Popen(
+            [server, *common, *user, f"--port={port}", "--bind-address=127.0.0.1",
+             f"--socket={self.root / 'mysqld.sock'}", f"--pid-file={self.root / 'mysqld.pid'}",
+             "--skip-name-resolve"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.url = f"mysql+pymysql://root@127.0.0.1:{port}/mysql"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[str]:
+    """The SQLAlchemy URL of a MariaDB/MySQL server the tests may create databases in."""
+    configured = os.environ.get("LADLE_TEST_MARIADB_URL")
+    if configured:
+        if not _mariadb_answers(configured):
+            pytest.fail(f"LADLE_TEST_MARIADB_URL does not answer: {configured}", pytrace=False)
+        yield configured
+        return
+    if os.environ.get("LADLE_TEST_MARIADB") != "throwaway" and _mariadb_answers(LOCAL_MARIADB):
+        yield LOCAL_MARIADB
+        return
+    server = _ThrowawayMariaDB()
+    deadline = time.monotonic() + 60
+    while not _mariadb_answers(server.url):
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            pytest.fail(f"the throwaway MariaDB did not start\n{MARIADB_HINT}", pytrace=False)
+        time.sleep(0.2)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mariadb_url(mariadb_server: str) -> Iterator[str]:
+    """A SQLAlchemy URL of a database that exists only for this test."""
+    from sqlalchemy import make_url
+
+    database = f"ladle_test_{uuid.uuid4().hex[:10]}"
+    _mariadb_execute(mariadb_server, f"CREATE DATABASE `{database}`")
+    yield make_url(mariadb_server).set(database=database).render_as_string(hide_password=False)
+    _mariadb_execute(mariadb_server, f"DROP DATABASE IF EXISTS `{database}`")

@@ -1,0 +1,464 @@
+"""``ladle worker``: load a Redis stream continuously; each entry takes effect exactly once.
+
+The loop: claim entries left idle by a dead consumer (``XAUTOCLAIM``), read new ones
+(``XREADGROUP``), run the resource's steps, load in one destination transaction that
+also updates this session's ledger row, then — only after the commit — dead-letter the
+invalid entries and acknowledge the batch, both in one ``MULTI``. A crash between commit
+and acknowledgement redelivers the batch; the load makes that harmless: a merge by the
+primary key, or for ``write: append`` a merge on the entry's id, kept in
+``_ladle_message_id``, so a redelivered entry inserts nothing.
+
+An entry whose processing raises (not a validation failure: those are quarantined) is
+retried alone; it stays pending until it has been delivered ``max_deliveries`` times,
+then it goes to the dead-letter stream with the error, so it never blocks the group.
+A destination that is down is different: the batch stays pending and the worker waits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import structlog
+
+from ladle.batch import SEQ, SourceBatch, Unreadable
+from ladle.config import PipelineConfig, Resource, WriteMode
+from ladle.destinations import Destination, LoadTarget, connect
+from ladle.errors import DestinationError, LadleError, SourceError
+from ladle.ledger import SUCCEEDED, RunEntry
+from ladle.metrics import Metrics
+from ladle.pipeline import (
+    Pipeline,
+    build_steps,
+    ladle_version,
+    load_target,
+    peak_memory_mb,
+    process_batch,
+)
+from ladle.quarantine import rows_from_unreadable
+from ladle.sources.flatten import records_to_frame
+from ladle.sources.json_reader import parse_json_texts
+from ladle.sources.redis_stream import (
+    RedisStreamOptions,
+    decode_entry,
+    ensure_group,
+    open_client,
+)
+from ladle.steps import Step
+
+if TYPE_CHECKING:
+    import redis
+
+MESSAGE_ID = "_ladle_message_id"
+"""Column holding each row's stream entry id when a stream resource appends."""
+
+Entry = tuple[str, dict[bytes, bytes]]
+log = structlog.get_logger("ladle")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What ``ladle worker`` may set."""
+
+    resource: str | None = None
+    """The stream resource to consume (the file's only one when None)."""
+    consumer: str | None = None
+    """This worker's name in the group; default ``<host>-<pid>``."""
+    destination: str | None = None
+    """Overrides the pipeline file's destination."""
+    batch_size: int | None = None
+    """Entries per read; default the resource's ``batch_size``."""
+    idle_exit_s: float | None = None
+    """Stop after the stream has been empty this long (benchmarks, tests); None: never."""
+
+
+@dataclass
+class _Batch:
+    """Entries read together, with what the worker decided about each."""
+
+    ids: list[str]
+    entries: list[Entry]
+
+
+class Worker:
+    """One consumer of a resource's stream, loading into the pipeline's destination."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        options: WorkerOptions | None = None,
+        *,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.options = options or WorkerOptions()
+        self.config: PipelineConfig = pipeline.config
+        self.res = _stream_resource(self.config, self.options.resource)
+        self.source: RedisStreamOptions = self.res.source_options  # type: ignore[assignment]
+        self.consumer = self.options.consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.metrics = metrics or Metrics()
+        self.batch_size = self.options.batch_size or self.res.spec.batch_size
+        self.steps: list[tuple[str, Step]] = build_steps(self.config, self.res)
+        self.target = _target(load_target(self.config, self.res, self.steps), self.res)
+        self.url = pipeline.destination_url(self.options.destination)
+        self.run_id = uuid.uuid4().hex[:12]
+        self.entry = RunEntry(
+            run_id=self.run_id,
+            pipeline=self.config.name,
+            resource=self.res.name,
+            table_name=self.res.table,
+            write_mode=self.target.write.value,
+            config_hash=self.config.config_hash,
+            ladle_version=ladle_version(),
+        )
+        self._stopping = False
+        self._seq = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        """Finish the batch in hand, commit, acknowledge, then return from :meth:`run`."""
+        self._stopping = True
+
+    def run(self) -> RunEntry:
+        """Consume until stopped; return this session's ledger row (running totals)."""
+        client = open_client(self.source.url)
+        destination = connect(self.url, base_dir=self.config.base_dir)
+        try:
+            ensure_group(client, self.source)
+            destination.record_run(self.entry)
+            log.info("worker started", resource=self.res.name, consumer=self.consumer)
+            self._loop(client, destination)
+            self.entry.status = SUCCEEDED
+            self.entry.finished_at = _now()
+            self.entry.peak_memory_mb = peak_memory_mb()
+            destination.record_run(self.entry)
+            log.info("worker stopped", resource=self.res.name, **vars(self.entry.counts))
+            return self.entry
+        finally:
+            destination.close()
+            client.close()
+
+    @contextmanager
+    def signals(self) -> Iterator[None]:
+        """SIGTERM/SIGINT: stop after the batch in hand; a second one exits at once, no ack."""
+
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            if self._stopping:
+                os._exit(128 + signum)
+            log.info("stopping after this batch", signal=signal.Signals(signum).name)
+            self.stop()
+
+        previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _loop(self, client: redis.Redis, destination: Destination) -> None:
+        idle_since = time.monotonic()
+        last_claim = 0.0
+        while not self._stopping:
+            entries: list[Entry] = []
+            if time.monotonic() - last_claim >= self._claim_every:
+                entries = self._claim(client)
+                last_claim = time.monotonic()
+            claimed = bool(entries)
+            if not entries:
+                entries = self._read(client)
+            if entries:
+                self._handle(client, destination, entries, claimed=claimed)
+                idle_since = time.monotonic()
+            elif self._idle_exit(idle_since):
+                break
+            self._observe(client)
+
+    @property
+    def _claim_every(self) -> float:
+        return max(self.source.claim_idle_ms / 2000, 0.05)
+
+    def _idle_exit(self, since: float) -> bool:
+        limit = self.options.idle_exit_s
+        return limit is not None and time.monotonic() - since >= limit
+
+    # ------------------------------------------------------------ reading
+
+    def _read(self, client: redis.Redis) -> list[Entry]:
+        reply = _redis(
+            "reading the stream",
+            self.source,
+            lambda: client.xreadgroup(
+                self.source.group,
+                self.consumer,
+                {self.source.stream: ">"},
+                count=self.batch_size,
+                block=self.source.block_ms or None,
+            ),
+        )
+        return [(_text(i), f) for _, messages in reply or [] for i, f in messages]
+
+    def _claim(self, client: redis.Redis) -> list[Entry]:
+        """Entries idle longer than ``claim_idle_ms`` on any consumer (a dead one's) become ours."""
+        reply = _redis(
+            "claiming idle entries",
+            self.source,
+            lambda: client.xautoclaim(
+                self.source.stream,
+                self.source.group,
+                self.consumer,
+                min_idle_time=self.source.claim_idle_ms,
+                start_id="0-0",
+                count=self.batch_size,
+            ),
+        )
+        claimed = [(_text(i), f) for i, f in reply[1] if f is not None] if reply else []
+        if claimed:
+            log.info("claimed idle entries", resource=self.res.name, count=len(claimed))
+        # Entries deleted from the stream while pending come back without fields: ack them.
+        gone = [_text(i) for i, f in (reply[1] if reply else []) if f is None]
+        if gone:
+            client.xack(self.source.stream, self.source.group, *gone)
+        return claimed
+
+    def _observe(self, client: redis.Redis) -> None:
+        """Consumer lag and pending count for the metrics (best effort)."""
+        try:
+            groups = client.xinfo_groups(self.source.stream)
+        except Exception:
+            return
+        for group in groups:
+            if _text(group.get("name", b"")) == self.source.group:
+                self.metrics.consumer_lag.labels(self.res.name).set(group.get("lag") or 0)
+                self.metrics.pending.labels(self.res.name).set(group.get("pending") or 0)
+
+    # ------------------------------------------------------------ processing
+
+    def _handle(
+        self, client: redis.Redis, destination: Destination, entries: list[Entry], *, claimed: bool
+    ) -> None:
+        """Load a batch; if it raises, load its entries one by one to isolate the poison.
+
+        Entries read for the first time were delivered once; claimed ones are looked up.
+        """
+        deliveries = self._deliveries(client, entries) if claimed else {}
+        poison = [e for e in entries if deliveries.get(e[0], 1) > self.source.max_deliveries]
+        if poison:
+            self._dead_letter_poison(client, destination, poison, "delivered too often")
+            entries = [e for e in entries if e not in poison]
+        if not entries:
+            return
+        started = time.monotonic()
+        try:
+            self._load(client, destination, entries)
+        except DestinationError as exc:
+            if exc.transient:
+                log.warning("destination unavailable; the batch stays pending", error=str(exc))
+                time.sleep(1.0)
+                return
+            self._isolate(client, destination, entries, deliveries, exc)
+        except LadleError as exc:
+            self._isolate(client, destination, entries, deliveries, exc)
+        self.metrics.batch_seconds.labels(self.res.name).observe(time.monotonic() - started)
+
+    def _isolate(
+        self,
+        client: redis.Redis,
+        destination: Destination,
+        entries: list[Entry],
+        deliveries: dict[str, int],
+        error: LadleError,
+    ) -> None:
+        if len(entries) == 1:
+            message_id = entries[0][0]
+            count = deliveries.get(message_id, 1)
+            log.warning("entry failed", id=message_id, deliveries=count, error=str(error))
+            if count >= self.source.max_deliveries:
+                reason = f"failed {count} times; last error: {error}"
+                self._dead_letter_poison(client, destination, entries, reason)
+            return
+        log.warning("batch failed; loading its entries one by one", error=str(error))
+        for entry in entries:
+            try:
+                self._load(client, destination, [entry])
+            except LadleError as exc:
+                self._isolate(client, destination, [entry], deliveries, exc)
+
+    def _deliveries(self, client: redis.Redis, entries: list[Entry]) -> dict[str, int]:
+        """How often each entry has been delivered (only entries read before are looked up)."""
+        ids = [i for i, _ in entries]
+        reply = _redis(
+            "reading delivery counts",
+            self.source,
+            lambda: client.xpending_range(
+                self.source.stream,
+                self.source.group,
+                min=ids[0],
+                max=ids[-1],
+                count=len(ids) * 10,
+                consumername=self.consumer,
+            ),
+        )
+        wanted = set(ids)
+        counts = {_text(bytes(r["message_id"])): int(r["times_delivered"]) for r in reply}
+        return {i: c for i, c in counts.items() if i in wanted}
+
+    def _load(self, client: redis.Redis, destination: Destination, entries: list[Entry]) -> None:
+        """Steps, one transaction (data, quarantine, ledger), then dead letters and ack."""
+        batch = self._decode(entries)
+        frame, quarantined, deduplicated = process_batch(self.res, self.steps, batch)
+        staged = frame.with_columns((pl.col("_ladle_row").cast(pl.Int64) + self._seq).alias(SEQ))
+        staged = staged.drop("_ladle_row")
+        counts = replace(self.entry.counts)
+        counts.fetched += batch.fetched
+        counts.deduplicated += deduplicated
+        counts.quarantined += quarantined.height
+        load = destination.begin(self.target)
+        try:
+            load.stage(staged)
+            load.write_quarantine(quarantined, run_id=self.run_id, resource=self.res.name)
+            result = load.finish()
+            counts.inserted += result.inserted
+            counts.updated += result.updated
+            counts.unchanged += result.unchanged
+            counts.deduplicated += result.deduplicated
+            counts.verify(self.res.name)
+            load.write_ledger(replace(self.entry, counts=counts))
+            load.commit()
+        except BaseException:
+            load.rollback()
+            raise
+        self._seq += len(entries)
+        self.entry.counts = counts
+        self._acknowledge(client, [i for i, _ in entries], quarantined)
+        m, name = self.metrics, self.res.name
+        m.records_in.labels(name).inc(batch.fetched)
+        m.records_loaded.labels(name).inc(staged.height)
+        m.records_quarantined.labels(name).inc(quarantined.height)
+        m.records_dead_lettered.labels(name).inc(quarantined.height)
+
+    def _decode(self, entries: list[Entry]) -> SourceBatch:
+        """Entries to a batch whose positions are the entry ids; the JSON path is vectorized."""
+        field = self.source.field.encode()
+        ids = [i for i, _ in entries]
+        if all(field in fields for _, fields in entries):
+            batch = parse_json_texts([fields[field] for _, fields in entries], ids)
+        else:
+            records: list[dict[str, Any]] = []
+            positions: list[str] = []
+            unreadable: list[Unreadable] = []
+            for message_id, fields in entries:
+                decoded = decode_entry(message_id, fields, self.source.field)
+                if isinstance(decoded, Unreadable):
+                    unreadable.append(decoded)
+                else:
+                    records.append(decoded)
+                    positions.append(message_id)
+            batch = SourceBatch(records_to_frame(records), positions, unreadable)
+        if self.res.spec.write is WriteMode.APPEND:
+            ids_column = pl.Series(MESSAGE_ID, batch.positions, dtype=pl.String)
+            batch = replace(batch, frame=batch.frame.with_columns(ids_column))
+        return batch
+
+    def _acknowledge(self, client: redis.Redis, ids: list[str], quarantined: pl.DataFrame) -> None:
+        """Dead-letter the quarantined entries and acknowledge the batch, in one MULTI."""
+        pipe = client.pipeline(transaction=True)
+        for row in quarantined.iter_rows(named=True):
+            pipe.xadd(
+                self.source.dead_letter_stream,
+                {
+                    "id": row["position"],
+                    "resource": self.res.name,
+                    "reason": "invalid",
+                    "raw": row["raw"],
+                    "errors": row["errors"],
+                },
+            )
+        pipe.xack(self.source.stream, self.source.group, *ids)
+        _redis("acknowledging", self.source, pipe.execute)
+
+    def _dead_letter_poison(
+        self, client: redis.Redis, destination: Destination, entries: list[Entry], reason: str
+    ) -> None:
+        """Entries that cannot be processed: quarantined (the ledger balances), dead-lettered."""
+        ids = [i for i, _ in entries]
+        unreadable = [
+            Unreadable(i, _raw(fields, self.source.field), reason, rule="poison")
+            for i, fields in entries
+        ]
+        quarantined = rows_from_unreadable(unreadable)
+        counts = replace(self.entry.counts)
+        counts.fetched += len(entries)
+        counts.quarantined += len(entries)
+        load = destination.begin(self.target)
+        try:
+            load.write_quarantine(quarantined, run_id=self.run_id, resource=self.res.name)
+            load.write_ledger(replace(self.entry, counts=counts))
+            load.commit()
+        except BaseException:
+            load.rollback()
+            raise
+        self.entry.counts = counts
+        log.warning("dead-lettered", resource=self.res.name, ids=ids, reason=reason)
+        self._acknowledge(client, ids, quarantined)
+        self.metrics.records_in.labels(self.res.name).inc(len(entries))
+        self.metrics.records_quarantined.labels(self.res.name).inc(len(entries))
+        self.metrics.records_dead_lettered.labels(self.res.name).inc(len(entries))
+
+
+def _stream_resource(config: PipelineConfig, name: str | None) -> Resource:
+    streams = {n: r for n, r in config.resources.items() if r.source_type == "redis_stream"}
+    if name is not None:
+        if name not in streams:
+            raise LadleError(
+                f"{config.path}: no redis_stream resource named {name!r}; "
+                f"stream resources: {', '.join(streams) or 'none'}"
+            )
+        return streams[name]
+    if len(streams) != 1:
+        found = ", ".join(streams) or "none"
+        raise LadleError(
+            f"{config.path}: name the stream resource with --resource (stream resources: {found})"
+        )
+    return next(iter(streams.values()))
+
+
+def _target(target: LoadTarget, res: Resource) -> LoadTarget:
+    """Append becomes a merge on the entry id, so a redelivered entry inserts nothing."""
+    if res.spec.write is WriteMode.APPEND:
+        return replace(target, write=WriteMode.MERGE, primary_key=(MESSAGE_ID,))
+    return target
+
+
+def _redis(doing: str, options: RedisStreamOptions, call: Callable[[], Any]) -> Any:
+    import redis
+
+    try:
+        return call()
+    except redis.RedisError as exc:
+        raise SourceError(f"{doing} failed: {exc}", position=f"stream {options.stream}") from exc
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _raw(fields: dict[bytes, bytes], field: str) -> str:
+    value = fields.get(field.encode())
+    if value is not None:
+        return value.decode("utf-8", "backslashreplace")
+    return repr({_text(k): _text(v) for k, v in fields.items()})
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
