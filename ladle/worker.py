@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import structlog
 
-from ladle.batch import SEQ, SourceBatch, Unreadable
+from ladle.batch import ROW, SEQ, SourceBatch, Unreadable
 from ladle.config import PipelineConfig, Resource, WriteMode
 from ladle.destinations import Destination, LoadTarget, connect
 from ladle.errors import DestinationError, LadleError, SourceError
@@ -315,8 +315,11 @@ class Worker:
         """Steps, one transaction (data, quarantine, ledger), then dead letters and ack."""
         batch = self._decode(entries)
         frame, quarantined, deduplicated = process_batch(self.res, self.steps, batch)
-        staged = frame.with_columns((pl.col("_ladle_row").cast(pl.Int64) + self._seq).alias(SEQ))
-        staged = staged.drop("_ladle_row")
+        if self.res.spec.write is WriteMode.APPEND:
+            # Added after the steps, which must neither see nor rename it.
+            ids = pl.Series(MESSAGE_ID, batch.positions, dtype=pl.String)
+            frame = frame.with_columns(ids.gather(frame.get_column(ROW)))
+        staged = frame.with_columns((pl.col(ROW).cast(pl.Int64) + self._seq).alias(SEQ)).drop(ROW)
         counts = replace(self.entry.counts)
         counts.fetched += batch.fetched
         counts.deduplicated += deduplicated
@@ -339,6 +342,7 @@ class Worker:
         self._seq += len(entries)
         self.entry.counts = counts
         self._acknowledge(client, [i for i, _ in entries], quarantined)
+        log.info("batch loaded", resource=self.res.name, entries=len(entries), last=entries[-1][0])
         m, name = self.metrics, self.res.name
         m.records_in.labels(name).inc(batch.fetched)
         m.records_loaded.labels(name).inc(staged.height)
@@ -363,13 +367,21 @@ class Worker:
                     records.append(decoded)
                     positions.append(message_id)
             batch = SourceBatch(records_to_frame(records), positions, unreadable)
-        if self.res.spec.write is WriteMode.APPEND:
-            ids_column = pl.Series(MESSAGE_ID, batch.positions, dtype=pl.String)
-            batch = replace(batch, frame=batch.frame.with_columns(ids_column))
         return batch
 
-    def _acknowledge(self, client: redis.Redis, ids: list[str], quarantined: pl.DataFrame) -> None:
-        """Dead-letter the quarantined entries and acknowledge the batch, in one MULTI."""
+    def _acknowledge(
+        self,
+        client: redis.Redis,
+        ids: list[str],
+        quarantined: pl.DataFrame,
+        *,
+        reason: str = "invalid",
+    ) -> None:
+        """Dead-letter the quarantined entries and acknowledge the batch, in one MULTI.
+
+        ``reason`` is ``invalid`` (a rule or the parser rejected it) or ``poison`` (its
+        processing failed ``max_deliveries`` times).
+        """
         pipe = client.pipeline(transaction=True)
         for row in quarantined.iter_rows(named=True):
             pipe.xadd(
@@ -377,7 +389,7 @@ class Worker:
                 {
                     "id": row["position"],
                     "resource": self.res.name,
-                    "reason": "invalid",
+                    "reason": reason,
                     "raw": row["raw"],
                     "errors": row["errors"],
                 },
@@ -408,7 +420,7 @@ class Worker:
             raise
         self.entry.counts = counts
         log.warning("dead-lettered", resource=self.res.name, ids=ids, reason=reason)
-        self._acknowledge(client, ids, quarantined)
+        self._acknowledge(client, ids, quarantined, reason="poison")
         self.metrics.records_in.labels(self.res.name).inc(len(entries))
         self.metrics.records_quarantined.labels(self.res.name).inc(len(entries))
         self.metrics.records_dead_lettered.labels(self.res.name).inc(len(entries))

@@ -12,6 +12,9 @@ from ladle.columns import ColumnSpec
 from ladle.config import PipelineSpec, ResourceSpec
 from ladle.incremental import IncrementalSpec
 from ladle.sources.files import FileOptions
+from ladle.sources.http_api import HttpOptions
+from ladle.sources.redis_stream import RedisStreamOptions
+from ladle.sources.sql import SqlOptions
 from ladle.steps import registry
 
 README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
@@ -22,7 +25,17 @@ def _keys(model: type[BaseModel]) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "model", [PipelineSpec, ResourceSpec, ColumnSpec, FileOptions, IncrementalSpec]
+    "model",
+    [
+        PipelineSpec,
+        ResourceSpec,
+        ColumnSpec,
+        IncrementalSpec,
+        FileOptions,
+        SqlOptions,
+        HttpOptions,
+        RedisStreamOptions,
+    ],
 )
 def test_every_key_is_documented(model: type[BaseModel]) -> None:
     """Each key a model accepts appears in the README as `key`."""

@@ -127,24 +127,13 @@ class SourceKind:
 def registry() -> dict[str, SourceKind]:
     """Every source type by its ``type:`` key; drivers are imported only when a source runs."""
     from ladle.sources.files import FileOptions, FileSource
+    from ladle.sources.http_api import HttpOptions, HttpSource
+    from ladle.sources.redis_stream import RedisStreamOptions, RedisStreamSource
+    from ladle.sources.sql import SqlOptions, SqlSource
 
-    kinds = {"file": SourceKind(FileOptions, FileSource)}
-    try:
-        from ladle.sources.sql import SqlOptions, SqlSource
-    except ImportError:  # pragma: no cover - while the module is being written
-        pass
-    else:
-        kinds["sql"] = SourceKind(SqlOptions, SqlSource)
-    try:
-        from ladle.sources.http_api import HttpOptions, HttpSource
-    except ImportError:  # pragma: no cover - while the module is being written
-        pass
-    else:
-        kinds["http"] = SourceKind(HttpOptions, HttpSource)
-    try:
-        from ladle.sources.redis_stream import RedisStreamOptions, RedisStreamSource
-    except ImportError:  # pragma: no cover - while the module is being written
-        pass
-    else:
-        kinds["redis_stream"] = SourceKind(RedisStreamOptions, RedisStreamSource)
-    return kinds
+    return {
+        "file": SourceKind(FileOptions, FileSource),
+        "sql": SourceKind(SqlOptions, SqlSource),
+        "http": SourceKind(HttpOptions, HttpSource),
+        "redis_stream": SourceKind(RedisStreamOptions, RedisStreamSource),
+    }
