@@ -259,7 +259,7 @@ def _load_resource(
     committer: _Committer | None = None
     notices: list[str] = []
     try:
-        steps = build_steps(run.config, res)
+        steps = build_steps(run.config, res, destination)
         target = load_target(run.config, res, steps)
         stored = {}
         if destination is not None and not run.options.full_refresh:
@@ -544,13 +544,17 @@ class _Committer:
         return load
 
 
-def build_steps(config: PipelineConfig, res: Resource) -> list[tuple[str, Step]]:
+def build_steps(
+    config: PipelineConfig, res: Resource, destination: Destination | None = None
+) -> list[tuple[str, Step]]:
     """The resource's steps, with cast and validate of the declared columns put in.
 
     Unless the file lists ``cast`` / ``validate`` itself, both run right after the
     leading rename/select/drop steps: types are known before ``derive`` and ``dedupe``.
+    Steps that read the destination (fk, lookup) get ``destination``.
     """
-    return _built(config, res, [(name, options) for name, options, _ in _ordered_steps(res)])
+    ordered = [(name, options) for name, options, _ in _ordered_steps(res)]
+    return _built(config, res, ordered, destination)
 
 
 def validation_steps(config: PipelineConfig, res: Resource) -> list[tuple[str, Step]]:
@@ -577,13 +581,17 @@ def _ordered_steps(res: Resource) -> list[tuple[str, Any, bool]]:
 
 
 def _built(
-    config: PipelineConfig, res: Resource, steps: list[tuple[str, Any]]
+    config: PipelineConfig,
+    res: Resource,
+    steps: list[tuple[str, Any]],
+    destination: Destination | None = None,
 ) -> list[tuple[str, Step]]:
     context = StepContext(
         resource=res.name,
         columns=_columns_with_key_required(res),
         primary_key=tuple(res.spec.primary_key),
         timezone=config.spec.timezone,
+        destination=destination,
     )
     kinds = step_registry()
     built = []

@@ -106,10 +106,10 @@ class Worker:
         self.consumer = self.options.consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.metrics = metrics or Metrics()
         self.batch_size = self.options.batch_size or self.res.spec.batch_size
-        self.steps: list[tuple[str, Step]] = build_steps(self.config, self.res)
-        self.target = _target(load_target(self.config, self.res, self.steps), self.res)
+        self.steps: list[tuple[str, Step]] = []
         self.url = pipeline.destination_url(self.options.destination)
         self.run_id = uuid.uuid4().hex[:12]
+        self.target = _target(load_target(self.config, self.res, []), self.res)
         self.entry = RunEntry(
             run_id=self.run_id,
             pipeline=self.config.name,
@@ -133,6 +133,8 @@ class Worker:
         client = open_client(self.source.url)
         destination = connect(self.url, base_dir=self.config.base_dir)
         try:
+            self.steps = build_steps(self.config, self.res, destination)
+            self.target = _target(load_target(self.config, self.res, self.steps), self.res)
             ensure_group(client, self.source)
             destination.record_run(self.entry)
             log.info("worker started", resource=self.res.name, consumer=self.consumer)

@@ -80,10 +80,14 @@ class PostgresDestination:
             self._pool.open(wait=True, timeout=15)
         self._checked_out = 0
         with self._pool.connection() as conn, _translated("creating ladle's tables"):
+            # Workers start together: IF NOT EXISTS is not safe against a concurrent
+            # CREATE, so the setup is serialized with a lock held until it commits.
+            _lock_ddl(conn, self.schema, "")
             create = sql.SQL("CREATE SCHEMA IF NOT EXISTS {}")
             conn.execute(create.format(sql.Identifier(self.schema)))
             for table in _SYSTEM:
                 _ensure_system_table(conn, self.schema, table)
+            conn.commit()
 
     def connections_in_use(self) -> int:
         """Connections handed to loads and not yet given back (for leak accounting)."""
@@ -240,6 +244,10 @@ class PostgresLoad:
         if self._target.write is WriteMode.REPLACE:
             self._execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._ident(self._write_into)))
         existing = _columns(self._conn, self._schema, self._write_into)
+        if existing is None:
+            # Another load (a second worker) may be creating it: wait for it, look again.
+            _lock_ddl(self._conn, self._schema, self._write_into)
+            existing = _columns(self._conn, self._schema, self._write_into)
         if existing is None:
             self._create(types)
             existing = _columns(self._conn, self._schema, self._write_into)
@@ -680,7 +688,11 @@ def _ensure_system_table(conn: psycopg.Connection[Any], schema: str, table: Tabl
                         ident, sql.Identifier(name), sql.SQL(kind.postgres)
                     )
                 )
-    conn.commit()
+
+
+def _lock_ddl(conn: psycopg.Connection[Any], schema: str, table: str) -> None:
+    """Serialize ladle's DDL on one table (or a schema's setup) until the transaction ends."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"ladle:{schema}.{table}"])
 
 
 def _write_ledger(

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import polars as pl
 from pydantic import TypeAdapter
 
 from ladle.batch import StepResult
 from ladle.columns import ColumnSpec
+
+if TYPE_CHECKING:
+    from ladle.destinations import Destination
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,9 @@ class StepContext:
     primary_key: tuple[str, ...] = ()
     timezone: str = "UTC"
     """Zone for naive datetimes cast to ``timestamptz`` when a column names none."""
+    destination: Destination | None = None
+    """The run's destination, for steps that read from it (fk checks, lookups of a
+    destination table); None in a dry run or where records are only checked."""
 
 
 class Step(Protocol):
