@@ -23,6 +23,7 @@ from rich.table import Table
 
 from ladle import log
 from ladle.batch import Counts
+from ladle.config import read_target
 from ladle.destinations import Destination, connect, default_url
 from ladle.errors import LadleError
 from ladle.ledger import RUNS, display_status
@@ -185,9 +186,10 @@ def _open(
     name = pipeline_name
     url = destination
     if file is not None:
-        pipeline = Pipeline.from_yaml(file, destination=destination)
-        name = name or pipeline.name
-        url = url or pipeline.destination_url()
+        # Only name and destination: looking at the ledger needs no source secrets.
+        file_name, file_url = read_target(file)
+        name = name or file_name
+        url = url or file_url or default_url(file_name)
     if url is None:
         if name is None:
             raise click.UsageError("give a pipeline FILE, --pipeline NAME or --destination URL")

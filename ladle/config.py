@@ -258,6 +258,36 @@ def load(path: str | Path, *, destination: str | None = None) -> PipelineConfig:
     return PipelineConfig(spec, file_path, resources, digest, notes)
 
 
+def read_target(path: str | Path) -> tuple[str, str | None]:
+    """Only the pipeline's name and destination: what ``ladle runs`` and ``quarantine`` need.
+
+    Nothing else is read, so a source's ``${TOKEN}`` need not be set to look at the ledger.
+    """
+    file_path = Path(path)
+    display = str(path)
+    try:
+        text = file_path.read_text(encoding="utf-8")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the pipeline file: {exc.strerror}", file=display) from exc
+    except yaml.YAMLError:
+        load(path)  # raises the full, positioned error
+        raise
+    env_file = file_path.parent / ".env"
+    env = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    reader = _Reader(display, env, env_file)
+    found: dict[str, Any] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = str(reader._scalar(key_node))
+            if key in ("pipeline", "destination"):
+                found[key] = reader.read(value_node, (key,))
+    if not isinstance(found.get("pipeline"), str):
+        load(path)  # the full validation says what is wrong
+    destination = found.get("destination")
+    return str(found["pipeline"]), str(destination) if destination is not None else None
+
+
 def _resource(name: str, spec: ResourceSpec, reader: _Reader, path: Path_) -> Resource:
     from ladle.sources import registry as sources
     from ladle.steps import registry as steps

@@ -274,7 +274,7 @@ def _load_resource(
         )
         if committer is not None:
             final = source.final_state() if isinstance(source, StatefulSource) else {}
-            committer.finish(final)
+            notices += committer.finish(final)
         entry.status = SUCCEEDED
         seconds = time.monotonic() - started
         return ResourceResult(
@@ -454,6 +454,8 @@ class _Committer:
         self._every = run.res.spec.commit_every
         self._pending = 0
         self._committed = Counts()
+        self._placed = False
+        self._unplaced = False
         self._load: Load | None = destination.begin(target)
 
     def add(self, staged: pl.DataFrame, quarantined: pl.DataFrame, checkpoint: Any) -> None:
@@ -468,13 +470,11 @@ class _Committer:
     def _commit_chunk(self, checkpoint: Any) -> None:
         res = self._run.res
         if checkpoint is None:
-            raise StepError(
-                f"commit_every needs a source that can say where it stands after each batch; "
-                f"this {res.source_type} source cannot (a sql source needs a primary_key or an "
-                "incremental cursor to order by)",
-                resource=res.name,
-                step="commit_every",
-            )
+            # The source cannot say where it stands here (or it has just ended): the
+            # chunk grows until it can, or until the load finishes.
+            self._unplaced = True
+            return
+        self._placed = True
         load = self._merge()
         saved = {
             "run_id": self._run.run_id,
@@ -490,8 +490,11 @@ class _Committer:
         self._pending = 0
         log.info("chunk committed", resource=res.name, fetched=self._entry.counts.fetched)
 
-    def finish(self, source_state: Mapping[str, Any]) -> None:
-        """Merge the last chunk, then write cursor, source state and ledger, and commit."""
+    def finish(self, source_state: Mapping[str, Any]) -> list[str]:
+        """Merge the last chunk, then write cursor, source state and ledger, and commit.
+
+        Returns notices for the user (commit_every that could not be honoured).
+        """
         res, run_id, entry = self._run.res, self._run.run_id, self._entry
         load = self._merge()
         counts = entry.counts
@@ -511,6 +514,13 @@ class _Committer:
         load.write_ledger(entry)
         load.commit()
         self._load = None
+        if self._unplaced and not self._placed:
+            return [
+                f"commit_every was not applied: this {res.source_type} source cannot say where "
+                "it stands after a batch (a sql source needs a primary_key or an incremental "
+                "cursor to order by), so the load was one transaction"
+            ]
+        return []
 
     def rollback(self) -> None:
         """Undo the chunk in hand; the ledger row keeps the counts that were committed."""
