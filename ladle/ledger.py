@@ -18,6 +18,8 @@ from ladle.batch import Counts
 from ladle.schema import ColumnType, Kind, TableDef
 
 RUNNING, SUCCEEDED, FAILED, DIED = "running", "succeeded", "failed", "died"
+QUEUED = "queued"
+"""A resource of a run that has started but not reached this resource yet."""
 
 _T, _BIG, _F, _TS = (ColumnType(k) for k in (Kind.TEXT, Kind.BIGINT, Kind.DOUBLE, Kind.TIMESTAMPTZ))
 
@@ -73,8 +75,8 @@ class RunEntry:
 
 
 def display_status(status: str, host: str | None, pid: int | None) -> str:
-    """``died`` for a row still ``running`` whose process on this host no longer exists."""
-    if status != RUNNING or host != socket.gethostname() or pid is None:
+    """``died`` for a row still ``running`` (or ``queued``) whose process on this host is gone."""
+    if status not in (RUNNING, QUEUED) or host != socket.gethostname() or pid is None:
         return status
     try:
         os.kill(pid, 0)

@@ -27,7 +27,7 @@ from ladle.config import PipelineConfig, Resource, WriteMode, load
 from ladle.destinations import Destination, Load, LoadTarget, connect, default_url, mask
 from ladle.errors import LadleError, StepError
 from ladle.incremental import Cursor, encode
-from ladle.ledger import FAILED, SUCCEEDED, RunEntry
+from ladle.ledger import FAILED, QUEUED, RUNNING, SUCCEEDED, RunEntry
 from ladle.quarantine import rows_from_rejects, rows_from_unreadable
 from ladle.schema import ColumnType, normalize_name
 from ladle.sources import SharedResources, Source, SourceContext, StatefulSource
@@ -175,6 +175,11 @@ class Pipeline:
             destination = connect(url, base_dir=self.config.base_dir)
         shared = SharedResources()
         try:
+            if destination is not None:
+                # Every resource of the run is in the ledger from the start: a run killed
+                # before reaching one shows it as died, not as never attempted.
+                for res in selected:
+                    _record(destination, _entry(self.config, res, summary.run_id, QUEUED))
             for res in selected:
                 observer.resource_started(res.name)
                 run = _ResourceRun(self.config, res, summary.run_id, options, shared)
@@ -214,6 +219,19 @@ class _ResourceRun:
     shared: SharedResources
 
 
+def _entry(config: PipelineConfig, res: Resource, run_id: str, status: str) -> RunEntry:
+    return RunEntry(
+        run_id=run_id,
+        pipeline=config.name,
+        resource=res.name,
+        table_name=res.table,
+        write_mode=res.spec.write.value,
+        config_hash=config.config_hash,
+        ladle_version=ladle_version(),
+        status=status,
+    )
+
+
 def _run_resource(
     run: _ResourceRun, destination: Destination | None, observer: RunObserver
 ) -> ResourceResult:
@@ -223,15 +241,7 @@ def _run_resource(
     higher count at the end is logged as a leak and written to the ledger row.
     """
     res = run.res
-    entry = RunEntry(
-        run_id=run.run_id,
-        pipeline=run.config.name,
-        resource=res.name,
-        table_name=res.table,
-        write_mode=res.spec.write.value,
-        config_hash=run.config.config_hash,
-        ladle_version=ladle_version(),
-    )
+    entry = _entry(run.config, res, run.run_id, RUNNING)
     if destination is None:
         return _load_resource(run, None, entry, observer)
     before = destination.connections_in_use()
