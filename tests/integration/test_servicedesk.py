@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ladle import Pipeline, RunOptions
+from ladle import Pipeline, RunOptions, RunSummary
 from ladle.destinations import connect
 from ladle.ledger import RUNS
 
@@ -42,8 +42,8 @@ def _round(data_dir: Path, number: int) -> dict[str, Any]:
     return dict(manifest)
 
 
-def _counts(summary: Any) -> dict[str, tuple[int, ...]]:
-    out = {}
+def _counts(summary: RunSummary) -> dict[str, tuple[int, ...]]:
+    out: dict[str, tuple[int, ...]] = {}
     for result in summary.resources:
         assert result.status == "succeeded", result.error
         c = result.counts
