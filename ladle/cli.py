@@ -126,7 +126,7 @@ def _print_summary(summary: RunSummary) -> None:
         table.add_column(
             name, justify="right" if name not in ("resource", "table", "status") else "left"
         )
-    for name in ("deduplicated", "quarantined", "seconds"):
+    for name in ("deduplicated", "quarantined", "quality", "seconds"):
         table.add_column(name, justify="right")
     for r in summary.resources:
         c = r.counts
@@ -141,6 +141,7 @@ def _print_summary(summary: RunSummary) -> None:
             f"{c.unchanged:,}",
             f"{c.deduplicated:,}",
             f"{c.quarantined:,}",
+            "-" if r.quality is None else f"{r.quality:.1%}",
             f"{r.seconds:.2f}",
         )
     out.print(table)

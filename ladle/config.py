@@ -152,7 +152,7 @@ class _Reader:
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
-                key = str(self._scalar(key_node))
+                key = self._key(key_node)
                 if key in out:
                     raise ConfigError(
                         "duplicate key",
@@ -173,6 +173,14 @@ class _Reader:
         if isinstance(value, str):
             self.literal[path] = value
         return value
+
+    @staticmethod
+    def _key(node: yaml.Node) -> str:
+        """A mapping key as written: YAML 1.1 would read ``on:`` (dedupe, lookup) as ``True``."""
+        value = _Reader._scalar(node)
+        if isinstance(value, bool) and isinstance(node, yaml.ScalarNode):
+            return str(node.value)
+        return str(value)
 
     @staticmethod
     def _scalar(node: yaml.Node) -> Any:

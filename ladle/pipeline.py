@@ -32,9 +32,10 @@ from ladle.quarantine import rows_from_rejects, rows_from_unreadable
 from ladle.schema import ColumnType, normalize_name
 from ladle.sources import SharedResources, Source, SourceContext, StatefulSource
 from ladle.state import CHECKPOINT, CURSOR, LAST_RUN, RESERVED
-from ladle.steps import Step, StepContext
+from ladle.steps import FinishingStep, Step, StepContext
 from ladle.steps import registry as step_registry
 from ladle.steps.dedupe import Dedupe
+from ladle.steps.foreign_keys import load_order
 
 _SHAPING = frozenset({"rename", "select", "drop"})
 log = structlog.get_logger("ladle")
@@ -78,6 +79,16 @@ class ResourceResult:
     """Rows that reached the load (after steps); in a dry run, what would have been loaded."""
     notices: list[str] = field(default_factory=list)
     """What the user should know about the run (a resumed checkpoint, a changed file)."""
+
+    @property
+    def quality(self) -> float | None:
+        """Share of fetched records that passed every rule: 1 - quarantined / fetched.
+
+        Records deduplicated away are not bad data, so they do not lower it. None when
+        nothing was fetched.
+        """
+        fetched = self.counts.fetched
+        return (fetched - self.counts.quarantined) / fetched if fetched else None
 
 
 @dataclass
@@ -133,6 +144,7 @@ class Pipeline:
 
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config
+        load_order(list(config.resources.values()))  # a cycle of fk checks is a ConfigError
 
     @classmethod
     def from_yaml(cls, path: str | Path, *, destination: str | None = None) -> Pipeline:
@@ -205,7 +217,9 @@ class Pipeline:
                 f"the file has {', '.join(resources)}",
                 file=str(self.config.path),
             )
-        return [resources[n] for n in names] if names else list(resources.values())
+        chosen = [resources[n] for n in names] if names else resources.values()
+        # Parents first: a resource whose fk step references another's table runs after it.
+        return load_order(list(chosen))
 
 
 @dataclass(frozen=True)
@@ -404,6 +418,9 @@ def _stream(
         if committer is not None:
             committer.add(staged, quarantined, read.checkpoint)
         observer.batch_loaded(res.name, counts)
+    for _, step in steps:
+        if isinstance(step, FinishingStep):
+            step.finish()
     return ready
 
 
@@ -612,6 +629,7 @@ def _built(
         primary_key=tuple(res.spec.primary_key),
         timezone=config.spec.timezone,
         destination=destination,
+        base_dir=config.base_dir,
     )
     kinds = step_registry()
     built = []

@@ -121,6 +121,14 @@ class Destination(Protocol):
         """The resource's ``_ladle_state`` entries by key, values decoded from JSON."""
         ...
 
+    def existing_keys(self, table: str, columns: Sequence[str], keys: pl.DataFrame) -> pl.DataFrame:
+        """Of the distinct rows of ``keys`` (columns named as ``columns``), those in ``table``.
+
+        Keys are typed like the table's columns before they are compared; a missing table
+        (or column) holds no keys. One query per call, whatever the number of keys.
+        """
+        ...
+
     def connections_in_use(self) -> int:
         """Connections checked out right now; more after a load than before is a leak."""
         ...

@@ -23,6 +23,7 @@ from ladle.batch import SEQ
 from ladle.config import WriteMode
 from ladle.destinations import Check, LoadCounts, LoadTarget, mask
 from ladle.destinations.evolve import batch_types, new_columns
+from ladle.destinations.references import empty_keys, key_lookup, typed_name
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
 from ladle.quarantine import QUARANTINE
@@ -123,6 +124,23 @@ class DuckDBDestination:
                 [pipeline, resource],
             ).fetchall()
         return {key: json.loads(value) if value is not None else None for key, value in rows}
+
+    def existing_keys(self, table: str, columns: Sequence[str], keys: pl.DataFrame) -> pl.DataFrame:
+        """Of the distinct rows of ``keys``, those in ``table``: one semi join in DuckDB."""
+        with _translated(f"looking up keys in {table!r}"):
+            lookup = key_lookup(keys, columns, _columns(self._con, table))
+            if lookup is None:
+                return empty_keys(keys, columns)
+            on = " AND ".join(
+                f"{_key_column(quote(c), as_text=lookup.as_text(i))} = k.{quote(typed_name(i))}"
+                for i, c in enumerate(columns)
+            )
+            # Found by DuckDB's replacement scan, not register(): see _insert_frame.
+            _ladle_keys = lookup.typed.to_arrow()
+            found: pl.DataFrame = self._con.sql(
+                f"SELECT k.* FROM _ladle_keys AS k SEMI JOIN {quote(table)} AS t ON {on}"
+            ).pl()
+        return lookup.present(found)
 
     def close(self) -> None:
         """Close the connection (and with it the file)."""
@@ -414,6 +432,11 @@ def _create_sql(table: TableDef) -> str:
     if table.primary_key:
         columns.append(f"PRIMARY KEY ({', '.join(quote(k) for k in table.primary_key)})")
     return f"CREATE TABLE IF NOT EXISTS {quote(table.name)} ({', '.join(columns)})"
+
+
+def _key_column(column: str, *, as_text: bool) -> str:
+    """The table side of a key comparison: a column of unknown type is compared as text."""
+    return f"CAST(t.{column} AS VARCHAR)" if as_text else f"t.{column}"
 
 
 def _insert_frame(con: DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:

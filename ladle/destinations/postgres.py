@@ -32,6 +32,7 @@ from ladle.config import WriteMode
 from ladle.destinations import Check, LoadCounts, LoadTarget, mask
 from ladle.destinations.evolve import TEXT, batch_types, new_columns
 from ladle.destinations.keyset import KeySet, key_hashes
+from ladle.destinations.references import KeyLookup, empty_keys, key_lookup
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
 from ladle.quarantine import QUARANTINE
@@ -146,6 +147,22 @@ class PostgresDestination:
                 query.format(sql.Identifier(self.schema, STATE.name)), [pipeline, resource]
             ).fetchall()
         return {key: json.loads(value) if value is not None else None for key, value in rows}
+
+    def existing_keys(self, table: str, columns: Sequence[str], keys: pl.DataFrame) -> pl.DataFrame:
+        """Of the distinct rows of ``keys``, those in ``table``: the keys go as bound arrays.
+
+        Runs on a pooled connection of its own (a load may hold another), returned on
+        every path; it sees what is committed.
+        """
+        with self._pool.connection() as conn, _translated(f"looking up keys in {table!r}"):
+            lookup = key_lookup(keys, columns, _columns(conn, self.schema, table))
+            if lookup is None:
+                return empty_keys(keys, columns)
+            typed = lookup.typed
+            query = _existing_keys_query(sql.Identifier(self.schema, table), lookup)
+            rows = conn.execute(query, [typed.get_column(c).to_list() for c in typed.columns])
+            found = pl.DataFrame(rows.fetchall(), schema=typed.schema, orient="row")
+        return lookup.present(found)
 
     def diagnose(self) -> list[Check]:
         """For ``ladle doctor``: does the server answer, which version, may ladle create tables."""
@@ -688,6 +705,35 @@ def _ensure_system_table(conn: psycopg.Connection[Any], schema: str, table: Tabl
                         ident, sql.Identifier(name), sql.SQL(kind.postgres)
                     )
                 )
+
+
+def _existing_keys_query(table: sql.Identifier, lookup: KeyLookup) -> sql.Composed:
+    """One column: ``= ANY(array)``; several: the arrays unnested side by side, semi-joined.
+
+    Each array is cast to the column's type; a column of a type ladle does not know
+    (uuid, an enum) is compared as text, since its values were typed as text.
+    """
+    sides, arrays = [], []
+    for i, (column, kind) in enumerate(zip(lookup.columns, lookup.types, strict=True)):
+        cast = "t.{}::text" if lookup.as_text(i) else "t.{}"
+        sides.append(sql.SQL(cast).format(sql.Identifier(column)))
+        arrays.append(sql.SQL("%s::{}[]").format(sql.SQL(kind.postgres)))
+    if len(sides) == 1:
+        return sql.SQL("SELECT DISTINCT {0} FROM {1} AS t WHERE {0} = ANY({2})").format(
+            sides[0], table, arrays[0]
+        )
+    names = [sql.Identifier(name) for name in lookup.typed_names]
+    return sql.SQL(
+        "SELECT {names} FROM unnest({arrays}) AS k({names}) "
+        "WHERE EXISTS (SELECT 1 FROM {table} AS t WHERE {on})"
+    ).format(
+        names=sql.SQL(", ").join(names),
+        arrays=sql.SQL(", ").join(arrays),
+        table=table,
+        on=sql.SQL(" AND ").join(
+            sql.SQL("{} = k.{}").format(side, name) for side, name in zip(sides, names, strict=True)
+        ),
+    )
 
 
 def _lock_ddl(conn: psycopg.Connection[Any], schema: str, table: str) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import polars as pl
 from pydantic import TypeAdapter
@@ -34,6 +35,9 @@ class StepContext:
     destination: Destination | None = None
     """The run's destination, for steps that read from it (fk checks, lookups of a
     destination table); None in a dry run or where records are only checked."""
+    base_dir: Path | None = None
+    """Directory of the pipeline file: relative paths (lookup files) resolve against it;
+    None: the working directory."""
 
 
 class Step(Protocol):
@@ -41,6 +45,15 @@ class Step(Protocol):
 
     def __call__(self, frame: pl.DataFrame) -> StepResult:
         """Transform ``frame``; rows taken out are rejects or counted as deduplicated."""
+        ...
+
+
+@runtime_checkable
+class FinishingStep(Step, Protocol):
+    """A step with something to report once a run's batches are done (lookup's unmatched)."""
+
+    def finish(self) -> None:
+        """Called once after the last batch of a resource's run, unless the run failed."""
         ...
 
 
@@ -57,7 +70,7 @@ class StepKind:
 
 def registry() -> dict[str, StepKind]:
     """Every step by its key in the pipeline file."""
-    from ladle.steps import cast, columns, dedupe, derive, validate
+    from ladle.steps import cast, columns, dedupe, derive, foreign_keys, lookup, validate
 
     return {
         "rename": StepKind(TypeAdapter(columns.RenameOptions), columns.Rename),
@@ -67,4 +80,6 @@ def registry() -> dict[str, StepKind]:
         "derive": StepKind(TypeAdapter(derive.DeriveOptions), derive.Derive),
         "validate": StepKind(TypeAdapter(validate.ValidateOptions), validate.Validate),
         "dedupe": StepKind(TypeAdapter(dedupe.DedupeOptions), dedupe.Dedupe),
+        "fk": StepKind(TypeAdapter(foreign_keys.FkOptions), foreign_keys.ForeignKeys),
+        "lookup": StepKind(TypeAdapter(lookup.LookupOptions), lookup.Lookup),
     }

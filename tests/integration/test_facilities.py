@@ -1,4 +1,4 @@
-"""The facilities example end to end on DuckDB: exact counts from the generator's manifest."""
+"""The facilities example end to end on each destination: exact counts from the manifest."""
 
 from __future__ import annotations
 
@@ -7,36 +7,42 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from ladle import Pipeline, RunOptions
 from ladle.batch import Counts
+from ladle.cli import main
 from ladle.destinations import connect
 from ladle.quarantine import QUARANTINE
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "facilities"
 
 
-def _load_generator() -> Callable[[int, int], tuple[dict[str, Any], dict[str, int]]]:
+def _load_generator() -> ModuleType:
     """The example's own generator, imported from its file (examples are not a package)."""
     spec = importlib.util.spec_from_file_location("facilities_generate", EXAMPLE / "generate.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    generator: Callable[[int, int], tuple[dict[str, Any], dict[str, int]]] = module.generate
-    return generator
+    return module
 
 
-generate = _load_generator()
+example = _load_generator()
+generate: Callable[[int, int], tuple[dict[str, Any], dict[str, int]]] = example.generate
+location_key: Callable[[dict[str, Any]], tuple[str, ...]] = example.location_key
+WARDS: dict[tuple[str, ...], dict[str, Any]] = {location_key(w): w for w in example.wards()}
 
 
 def _setup(tmp_path: Path, count: int = 300) -> tuple[Path, dict[str, Any], dict[str, int]]:
     shutil.copy(EXAMPLE / "pipeline.yaml", tmp_path / "pipeline.yaml")
     document, manifest = generate(count, 11)
     _write(tmp_path, document)
+    (tmp_path / "data" / "wards.csv").write_text(example.wards_csv(), encoding="utf-8")
     return tmp_path / "pipeline.yaml", document, manifest
 
 
@@ -55,14 +61,32 @@ def _run(path: Path, url: str, *, full_refresh: bool = False) -> Counts:
 
 
 def test_first_run_matches_manifest(tmp_path: Path, destination_url: str) -> None:
-    """Valid facilities are inserted once; invalid ones quarantined; re-sent ones deduplicated."""
+    """Valid, located facilities are inserted once; invalid and unlocated ones quarantined;
+    re-sent ones deduplicated."""
     path, _, manifest = _setup(tmp_path)
+    assert manifest["quarantined"] == manifest["invalid"] + manifest["unmatched"]
+    assert manifest["matched"] == manifest["facilities"] + manifest["duplicates"]
+    assert manifest["unmatched"] == 7
     counts = _run(path, destination_url)
     assert counts.fetched == manifest["records"]
     assert counts.inserted == manifest["facilities"]
-    assert counts.quarantined == manifest["invalid"]
+    assert counts.quarantined == manifest["quarantined"]
     assert counts.deduplicated == manifest["duplicates"]
     assert (counts.updated, counts.unchanged) == (0, 0)
+
+
+def test_summary_shows_the_quality_score(tmp_path: Path, destination_url: str) -> None:
+    """The share of fetched records not quarantined is on the result and in the CLI summary."""
+    path, _, manifest = _setup(tmp_path)
+    result = CliRunner().invoke(main, ["run", str(path), "--destination", destination_url])
+    assert result.exit_code == 0, result.output
+    quality = 1 - manifest["quarantined"] / manifest["records"]
+    assert "quality" in result.output
+    assert f" {quality:.1%} " in result.output
+    summary = Pipeline.from_yaml(path).run(
+        RunOptions(destination=destination_url, full_refresh=True)
+    )
+    assert summary.resources[0].quality == pytest.approx(quality)
 
 
 def test_loaded_rows_are_standardized(tmp_path: Path, destination_url: str) -> None:
@@ -84,6 +108,26 @@ def test_loaded_rows_are_standardized(tmp_path: Path, destination_url: str) -> N
         assert json.loads(row["services"])
 
 
+def test_locations_get_the_ids_of_their_wards(tmp_path: Path, destination_url: str) -> None:
+    """Names match the reference whatever their case and spacing, and are stored as typed."""
+    path, document, _ = _setup(tmp_path)
+    _run(path, destination_url)
+    dest = connect(destination_url)
+    rows = dest.read("facilities", {}).to_dicts()
+    dest.close()
+    typed = {
+        (r.get("facility_code") or r.get("code")): r["location"] for r in document["facilities"]
+    }
+    for row in rows:
+        ward = WARDS[location_key(row)]
+        ids = (row["county_id"], row["sub_county_id"], row["ward_id"])
+        assert ids == (ward["county_id"], ward["sub_county_id"], ward["ward_id"])
+        location = typed[row["facility_code"]]
+        assert (row["sub_county"], row["ward"]) == (location["sub_county"], location["ward"])
+    loosely_typed = [r for r in rows if r["ward"] not in {w["ward"] for w in WARDS.values()}]
+    assert len(loosely_typed) > len(rows) // 10
+
+
 def test_quarantine_positions_point_at_bad_records(tmp_path: Path, destination_url: str) -> None:
     """Each quarantined record's position indexes the broken record in the source file."""
     path, document, manifest = _setup(tmp_path)
@@ -91,7 +135,7 @@ def test_quarantine_positions_point_at_bad_records(tmp_path: Path, destination_u
     dest = connect(destination_url)
     rows = dest.read(QUARANTINE.name, {}).to_dicts()
     dest.close()
-    assert len(rows) == manifest["invalid"]
+    assert len(rows) == manifest["quarantined"]
     rules = {}
     for row in rows:
         assert row["position"].startswith("data/facilities.json#facilities[")
@@ -99,15 +143,29 @@ def test_quarantine_positions_point_at_bad_records(tmp_path: Path, destination_u
         record = document["facilities"][index]
         errors = json.loads(row["errors"])
         rules[index] = {(e["field"], e["rule"]) for e in errors}
+        location = record["location"]
         if "code" not in record and "facility_code" not in record:
             assert ("facility_code", "required") in rules[index]
-        elif record["location"]["latitude"] > 90:
+        elif location["latitude"] > 90:
             assert ("location__latitude", "max") in rules[index]
-        else:
-            assert record["opened_on"] == "sometime in 1998"
+        elif record["opened_on"] == "sometime in 1998":
             assert ("opened_on", "type") in rules[index]
+        else:
+            assert location_key(location) not in WARDS
+            assert errors == [
+                {
+                    "field": "county",
+                    "rule": "lookup",
+                    "value": location["county"].upper(),
+                    "message": f"county '{location['county'].upper()}' / sub_county "
+                    f"'{location['sub_county']}' / ward '{location['ward']}' not found in "
+                    "data/wards.csv",
+                }
+            ]
     expected = {("facility_code", "required"), ("location__latitude", "max"), ("opened_on", "type")}
-    assert set().union(*rules.values()) == expected
+    assert set().union(*rules.values()) == expected | {("county", "lookup")}
+    lookups = [i for i, found in rules.items() if found == {("county", "lookup")}]
+    assert len(lookups) == manifest["unmatched"]
 
 
 def test_second_run_skips_the_loaded_file(tmp_path: Path, destination_url: str) -> None:
@@ -130,7 +188,7 @@ def test_second_run_is_all_unchanged(tmp_path: Path, destination_url: str) -> No
     assert (again.inserted, again.updated) == (0, 0)
     assert again.unchanged == manifest["facilities"]
     assert again.deduplicated == manifest["duplicates"]
-    assert again.quarantined == manifest["invalid"]
+    assert again.quarantined == manifest["quarantined"]
 
 
 def test_changed_input_gives_exact_counts(tmp_path: Path, destination_url: str) -> None:
@@ -142,6 +200,8 @@ def test_changed_input_gives_exact_counts(tmp_path: Path, destination_url: str) 
     for record in document["facilities"]:
         code = record.get("facility_code") or record.get("code")
         if code is None or code in seen or record["location"]["latitude"] > 90:
+            continue
+        if location_key(record["location"]) not in WARDS:
             continue
         if "sometime" in record["opened_on"]:
             continue
@@ -165,6 +225,7 @@ def test_changed_input_gives_exact_counts(tmp_path: Path, destination_url: str) 
     new_valid = 5 - sum(
         1 for r in extra["facilities"][:5]
         if r["location"]["latitude"] > 90 or "sometime" in r["opened_on"]
+        or location_key(r["location"]) not in WARDS
     )  # fmt: skip
     assert counts.updated == 7
     assert counts.inserted == new_valid

@@ -1,0 +1,312 @@
+"""fk: a key must exist in a destination table; a row whose key does not is a reject.
+
+Two ways to write it::
+
+    - fk: {tutor_id: tutors.tutor_id, student_id: students}   # `students`: students.student_id
+    - fk: [{columns: [user, day], table: shifts, references: [user_id, date]}]
+
+Semantics worth knowing:
+
+- A key with a null (any column of a composite key) passes, as in SQL; so does a batch
+  without the key column.
+- Keys are looked up per batch, distinct ones only, in one query
+  (:meth:`~ladle.destinations.Destination.existing_keys`), typed like the referenced
+  columns; a missing table holds no keys.
+- Table and column names are snake_cased, like the tables resources load into. A
+  resource runs after the resources of the same file whose tables it references
+  (:func:`load_order`), so keys they load in the same run are found.
+- Without a destination (a dry run) nothing is checked, and a warning says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import polars as pl
+import structlog
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from ladle.batch import StepResult, as_text, reject_rows, split
+from ladle.config import Resource
+from ladle.errors import ConfigError
+from ladle.schema import normalize_name
+from ladle.steps import StepContext
+from ladle.steps.columns import resolve
+
+log = structlog.get_logger("ladle")
+
+_CHECKED = "_ladle_fk_checked"
+_FOUND = "_ladle_fk_found"
+
+
+class Reference(BaseModel):
+    """One check of the list form: ``columns`` must exist as ``references`` in ``table``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    columns: list[str] = Field(min_length=1)
+    table: str = Field(min_length=1)
+    references: list[str] | None = None
+    """The referenced table's columns, in the order of ``columns`` (default: the same names)."""
+
+    @field_validator("columns", "references", mode="before")
+    @classmethod
+    def _one_column(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Reference:
+        if self.references is not None and len(self.references) != len(self.columns):
+            raise ValueError(
+                f"references names {len(self.references)} column(s) but columns names "
+                f"{len(self.columns)}; give one referenced column per column"
+            )
+        for key, names in (("columns", self.columns), ("references", self.referenced)):
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"{key} names {', '.join(map(repr, repeated))} more than once")
+        return self
+
+    @property
+    def referenced(self) -> list[str]:
+        """The referenced columns: ``references``, or the same names as ``columns``."""
+        return self.references if self.references is not None else self.columns
+
+
+def _target(value: str) -> str:
+    """``table`` or ``table.column``."""
+    parts = value.split(".")
+    if len(parts) > 2 or not all(p.strip() for p in parts):  # noqa: PLR2004 - table.column
+        raise ValueError(f"write `table` or `table.column` (e.g. tutors.tutor_id), not {value!r}")
+    return value
+
+
+def _some(value: Any) -> Any:
+    if not value:
+        raise ValueError("fk needs at least one key to check, e.g. {tutor_id: tutors.tutor_id}")
+    return value
+
+
+def _form(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "dict[str,str]"
+    if isinstance(value, list):
+        return "list[Reference]"
+    return None
+
+
+# The tags look like pydantic's own union tags, which error messages leave out of the key.
+FkOptions = Annotated[
+    Annotated[
+        dict[str, Annotated[str, AfterValidator(_target)]],
+        AfterValidator(_some),
+        Tag("dict[str,str]"),
+    ]
+    | Annotated[list[Reference], AfterValidator(_some), Tag("list[Reference]")],
+    Discriminator(
+        _form,
+        custom_error_type="fk_options",
+        custom_error_message=(
+            "fk takes a mapping {column: table.column} or a list of "
+            "{columns: [...], table: name, references: [...]}"
+        ),
+    ),
+]
+"""``{column: table.column | table}``, or a list of :class:`Reference` for composite keys."""
+
+
+def references(options: dict[str, str] | list[Reference]) -> list[Reference]:
+    """Both forms of the options as a list of references."""
+    if isinstance(options, list):
+        return options
+    checks = []
+    for column, target in options.items():
+        table, _, referenced = target.partition(".")
+        checks.append(Reference(columns=[column], table=table, references=[referenced or column]))
+    return checks
+
+
+@dataclass(frozen=True)
+class _Check:
+    """One reference, names normalized, with the words its reject messages use."""
+
+    columns: tuple[str, ...]
+    table: str
+    referenced: tuple[str, ...]
+
+    @classmethod
+    def of(cls, reference: Reference) -> _Check:
+        return cls(
+            tuple(reference.columns),
+            normalize_name(reference.table),
+            tuple(normalize_name(c) for c in reference.referenced),
+        )
+
+    @property
+    def target(self) -> str:
+        """How a message names the referenced columns: ``tutors.tutor_id``, ``shifts (a, b)``."""
+        if len(self.referenced) == 1:
+            return f"{self.table}.{self.referenced[0]}"
+        return f"{self.table} ({', '.join(self.referenced)})"
+
+
+class ForeignKeys:
+    """Reject the rows whose key is not in the referenced destination table.
+
+    Every check asks the destination once per batch, for the batch's distinct non-null
+    keys. A row failing several checks gets one reject per check.
+    """
+
+    def __init__(self, options: dict[str, str] | list[Reference], context: StepContext) -> None:
+        self._checks = [_Check.of(r) for r in references(options)]
+        self._destination = context.destination
+        if self._destination is None:
+            log.warning(
+                "fk checks skipped: no destination to look keys up in (dry run)",
+                resource=context.resource,
+                tables=sorted({c.table for c in self._checks}),
+            )
+
+    def __call__(self, frame: pl.DataFrame) -> StepResult:
+        """Keep the rows whose every key exists (or has a null)."""
+        if self._destination is None or frame.height == 0:
+            return StepResult(frame=frame)
+        rejects = [r for check in self._checks if (r := self._rejects(check, frame)) is not None]
+        return split(frame, rejects)
+
+    def _rejects(self, check: _Check, frame: pl.DataFrame) -> pl.DataFrame | None:
+        assert self._destination is not None  # noqa: S101 - __call__ returned early otherwise
+        names = [resolve(c, frame.columns) for c in check.columns]
+        if any(n is None for n in names):
+            return None  # an absent column is all nulls: nothing to check
+        columns = [n for n in names if n is not None]
+        keys = frame.select(
+            pl.col(c).alias(r) for c, r in zip(columns, check.referenced, strict=True)
+        ).with_columns(pl.all_horizontal(pl.all().is_not_null()).alias(_CHECKED))
+        distinct = keys.filter(pl.col(_CHECKED)).drop(_CHECKED).unique()
+        if distinct.height == 0:
+            return None
+        found = self._destination.existing_keys(check.table, check.referenced, distinct)
+        marked = keys.join(
+            found.unique().with_columns(pl.lit(value=True).alias(_FOUND)),
+            on=list(check.referenced),
+            how="left",
+            maintain_order="left",
+        )
+        failed = marked.get_column(_CHECKED) & marked.get_column(_FOUND).is_null()
+        if not failed.any():
+            return None
+        return _reject(frame, failed, columns, check)
+
+
+def _reject(
+    frame: pl.DataFrame, failed: pl.Series, columns: list[str], check: _Check
+) -> pl.DataFrame:
+    """Rejects naming the key: ``tutor_id 42 is not in tutors.tutor_id``."""
+    rejects = reject_rows(frame, failed, field=columns[0], rule="fk", message="")
+    shown = frame.filter(failed).select(_shown(frame, columns).alias("shown")).to_series()
+    if len(columns) == 1:
+        label = columns[0]
+    else:
+        label = f"({', '.join(columns)})"
+        rejects = rejects.with_columns(shown.alias("value"))
+    message = f"{label} " + shown + f" is not in {check.target}"
+    return rejects.with_columns(message.alias("message"))
+
+
+def _shown(frame: pl.DataFrame, columns: list[str]) -> pl.Expr:
+    """The key as a message shows it: numbers bare, other values quoted, tuples in brackets."""
+    parts = []
+    for column in columns:
+        dtype = frame.schema[column]
+        text = as_text(pl.col(column), dtype)
+        if not (dtype.is_numeric() or isinstance(dtype, pl.Boolean)):
+            text = pl.lit("'") + text.str.replace_all("'", "''", literal=True) + pl.lit("'")
+        parts.append(text)
+    if len(parts) == 1:
+        return parts[0]
+    return pl.concat_str([pl.lit("("), pl.concat_str(parts, separator=", "), pl.lit(")")])
+
+
+# ---------------------------------------------------------------- load order
+
+
+def load_order(resources: Sequence[Resource]) -> list[Resource]:
+    """``resources`` with each one after those whose tables its fk steps reference.
+
+    Otherwise the given order is kept. A reference to a resource not in ``resources``,
+    or to the resource's own table, does not order anything. Raises a ConfigError
+    naming the resources when their references form a cycle.
+    """
+    parents = _parents(resources)
+    done: list[Resource] = []
+    waiting = list(resources)
+    while waiting:
+        ready = next((r for r in waiting if parents[r.name] <= {d.name for d in done}), None)
+        if ready is None:
+            raise _cycle(waiting, parents)
+        done.append(ready)
+        waiting.remove(ready)
+    return done
+
+
+def referenced_tables(res: Resource) -> Iterable[tuple[int, str]]:
+    """(step index, snake_cased table) of every fk check of the resource."""
+    for index, step in enumerate(res.steps):
+        if step.name == "fk":
+            for reference in references(step.options):
+                yield index, normalize_name(reference.table)
+
+
+def _parents(resources: Sequence[Resource]) -> dict[str, set[str]]:
+    """For each resource, the other resources (by name) loading a table it references."""
+    loaders: dict[str, set[str]] = {}
+    for res in resources:
+        loaders.setdefault(normalize_name(res.table), set()).add(res.name)
+    return {
+        res.name: {
+            parent
+            for _, table in referenced_tables(res)
+            for parent in loaders.get(table, set())
+            if parent != res.name
+        }
+        for res in resources
+    }
+
+
+def _cycle(waiting: list[Resource], parents: dict[str, set[str]]) -> ConfigError:
+    """The error for resources that wait on each other: the first cycle among them."""
+    order = [r.name for r in waiting]
+    path = [order[0]]
+    while True:
+        # Every waiting resource waits on another waiting one, so this walk must loop.
+        step = min((p for p in parents[path[-1]] if p in order), key=order.index)
+        if step in path:
+            cycle = path[path.index(step) :]
+            break
+        path.append(step)
+    first = min(cycle, key=order.index)
+    cycle = cycle[cycle.index(first) :] + cycle[: cycle.index(first)]
+    res = waiting[order.index(first)]
+    following = waiting[order.index(cycle[1])]
+    index = next(i for i, t in referenced_tables(res) if t == normalize_name(following.table))
+    file, _, line = res.steps[index].where.rpartition(":")
+    shown = " -> ".join([*cycle, cycle[0]])
+    return ConfigError(
+        f"fk checks form a cycle: {shown} (each checks keys in the next one's table, so "
+        "none of them can load first); remove one of these checks",
+        file=file,
+        line=int(line),
+        key=f"resources.{res.name}.steps[{index}].fk",
+    )
