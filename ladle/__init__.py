@@ -3,7 +3,7 @@
 The public API is what ``__all__`` lists; everything else is internal.
 """
 
-from ladle.batch import Counts
+from ladle.batch import Counts, StepResult
 from ladle.errors import (
     ConfigError,
     DestinationError,
@@ -12,8 +12,10 @@ from ladle.errors import (
     SourceError,
     StepError,
 )
-from ladle.pipeline import Pipeline, RunOptions, RunSummary
+from ladle.pipeline import Pipeline, PipelineBuilder, ResourceResult, RunOptions, RunSummary
 from ladle.pipeline import ladle_version as _ladle_version
+from ladle.plugins import source, step
+from ladle.sources import SourceContext
 
 __version__ = _ladle_version()
 
@@ -23,10 +25,16 @@ __all__ = [
     "DestinationError",
     "LadleError",
     "Pipeline",
+    "PipelineBuilder",
+    "ResourceResult",
     "RunOptions",
     "RunSummary",
     "SchemaConflict",
+    "SourceContext",
     "SourceError",
     "StepError",
+    "StepResult",
     "__version__",
+    "source",
+    "step",
 ]

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -254,6 +256,23 @@ def load(path: str | Path, *, destination: str | None = None) -> PipelineConfig:
         raise ConfigError(
             "a pipeline file is a mapping with `pipeline:` and `resources:`", file=display, line=1
         )
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return _config(data, reader, file_path, digest)
+
+
+def from_mapping(data: Mapping[str, Any], *, base_dir: str | Path = ".") -> PipelineConfig:
+    """A pipeline defined in code, as the mapping a file would hold; validated the same way.
+
+    Errors name the key (there is no line); relative paths resolve against ``base_dir``.
+    """
+    display = "<pipeline defined in code>"
+    reader = _Reader(display, {}, Path(base_dir) / ".env")
+    text = json.dumps(data, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return _config(dict(data), reader, Path(base_dir) / display, digest)
+
+
+def _config(data: dict[str, Any], reader: _Reader, path: Path, digest: str) -> PipelineConfig:
     spec = _validate(PipelineSpec, data, reader, ())
     resources = {
         name: _resource(name, res, reader, ("resources", name))
@@ -261,9 +280,8 @@ def load(path: str | Path, *, destination: str | None = None) -> PipelineConfig:
     }
     notes = _literal_secret_warnings(reader)
     for note in notes:
-        warnings.warn(note, UserWarning, stacklevel=2)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return PipelineConfig(spec, file_path, resources, digest, notes)
+        warnings.warn(note, UserWarning, stacklevel=3)
+    return PipelineConfig(spec, path, resources, digest, notes)
 
 
 def read_target(path: str | Path) -> tuple[str, str | None]:

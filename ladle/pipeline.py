@@ -23,7 +23,7 @@ import structlog
 
 from ladle.batch import ROW, SEQ, Counts, SourceBatch, empty_rejects
 from ladle.columns import ColumnSpec
-from ladle.config import PipelineConfig, Resource, WriteMode, load
+from ladle.config import PipelineConfig, Resource, WriteMode, from_mapping, load
 from ladle.destinations import Destination, Load, LoadTarget, connect, default_url, mask
 from ladle.errors import LadleError, StepError
 from ladle.incremental import Cursor, encode
@@ -139,6 +139,35 @@ class _LogObserver:
         )
 
 
+class PipelineBuilder:
+    """Builds a pipeline in code, resource by resource, with the file's keys as arguments."""
+
+    def __init__(self, name: str, destination: str | None = None) -> None:
+        self._data: dict[str, Any] = {"pipeline": name, "resources": {}}
+        if destination is not None:
+            self._data["destination"] = destination
+        self._base_dir: str | Path = "."
+
+    def base_dir(self, path: str | Path) -> PipelineBuilder:
+        """Where relative paths resolve (default: the working directory)."""
+        self._base_dir = path
+        return self
+
+    def timezone(self, zone: str) -> PipelineBuilder:
+        """The zone for naive datetimes (the file's ``timezone:``)."""
+        self._data["timezone"] = zone
+        return self
+
+    def resource(self, name: str, *, source: Mapping[str, Any], **keys: Any) -> PipelineBuilder:
+        """Add a resource: ``source`` and any key of a file's resource (``primary_key``, …)."""
+        self._data["resources"][name] = {"source": dict(source), **keys}
+        return self
+
+    def build(self) -> Pipeline:
+        """Validate and return the pipeline; a mistake raises ConfigError naming the key."""
+        return Pipeline.from_dict(self._data, base_dir=self._base_dir)
+
+
 class Pipeline:
     """A validated pipeline file, ready to run."""
 
@@ -153,6 +182,19 @@ class Pipeline:
         ``destination`` replaces the file's destination before its ``${VAR}`` is read.
         """
         return cls(load(path, destination=destination))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, base_dir: str | Path = ".") -> Pipeline:
+        """A pipeline from the mapping a file would hold, validated the same way.
+
+        Relative paths (files, references) resolve against ``base_dir``.
+        """
+        return cls(from_mapping(data, base_dir=base_dir))
+
+    @staticmethod
+    def builder(name: str, *, destination: str | None = None) -> PipelineBuilder:
+        """Start a pipeline in code: ``Pipeline.builder("shop").resource(...).build()``."""
+        return PipelineBuilder(name, destination)
 
     @property
     def name(self) -> str:

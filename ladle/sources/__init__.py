@@ -131,9 +131,22 @@ def registry() -> dict[str, SourceKind]:
     from ladle.sources.redis_stream import RedisStreamOptions, RedisStreamSource
     from ladle.sources.sql import SqlOptions, SqlSource
 
-    return {
+    kinds = {
         "file": SourceKind(FileOptions, FileSource),
         "sql": SourceKind(SqlOptions, SqlSource),
         "http": SourceKind(HttpOptions, HttpSource),
         "redis_stream": SourceKind(RedisStreamOptions, RedisStreamSource),
     }
+    return kinds | _user_kinds(set(kinds))
+
+
+def _user_kinds(builtin: set[str]) -> dict[str, SourceKind]:
+    """Sources registered with ``@ladle.source`` or by an installed package's entry point."""
+    from ladle.errors import LadleError
+    from ladle.plugins import UserSourceOptions, build_source, user_sources
+
+    found = user_sources()
+    clash = sorted(builtin & set(found))
+    if clash:
+        raise LadleError(f"user sources may not take the built-in names {clash}")
+    return {name: SourceKind(UserSourceOptions, build_source(name, f)) for name, f in found.items()}

@@ -72,7 +72,7 @@ def registry() -> dict[str, StepKind]:
     """Every step by its key in the pipeline file."""
     from ladle.steps import cast, columns, dedupe, derive, foreign_keys, lookup, validate
 
-    return {
+    kinds = {
         "rename": StepKind(TypeAdapter(columns.RenameOptions), columns.Rename),
         "select": StepKind(TypeAdapter(columns.ColumnList), columns.Select),
         "drop": StepKind(TypeAdapter(columns.ColumnList), columns.Drop),
@@ -83,3 +83,20 @@ def registry() -> dict[str, StepKind]:
         "fk": StepKind(TypeAdapter(foreign_keys.FkOptions), foreign_keys.ForeignKeys),
         "lookup": StepKind(TypeAdapter(lookup.LookupOptions), lookup.Lookup),
     }
+    return kinds | _user_kinds(set(kinds))
+
+
+def _user_kinds(builtin: set[str]) -> dict[str, StepKind]:
+    """Steps registered with ``@ladle.step`` or by an installed package's entry point."""
+    from ladle.errors import LadleError
+    from ladle.plugins import FunctionStep, step_options, user_steps
+
+    found = user_steps()
+    clash = sorted(builtin & set(found))
+    if clash:
+        raise LadleError(f"user steps may not take the built-in names {clash}")
+
+    def factory(name: str, function: Any) -> StepFactory:
+        return lambda options, context: FunctionStep(name, function, options, context.resource)
+
+    return {name: StepKind(step_options(), factory(name, f)) for name, f in found.items()}
