@@ -3,9 +3,9 @@ to completion — the tables equal the sources exactly, and the ledger tells the
 
 One pipeline reads a file glob, a PostgreSQL table and an HTTP API into PostgreSQL,
 appending (so a record loaded twice would show as a duplicate row) and committing every
-1,000 records with a checkpoint. A seeded random schedule kills each run either after a
-random delay (while starting, fetching, loading or committing) or right after a chunk
-commit is logged (to land in the next chunk's staging or commit).
+1,000 records with a checkpoint. A seeded schedule aims each run's kill at a resource
+not finished yet, at a random moment in it: while fetching and staging, or just after a
+chunk commit (landing in the next chunk's staging or commit).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ladle.ledger import RUNS, display_status
 from tests.fake_api import FakeApi, Reply
 
 LADLE = str(Path(sys.executable).parent / "ladle")
-PER_SOURCE = 9_000
+PER_SOURCE = 20_000
 KILLED_RUNS = 21
 RESOURCES = ("files", "rows", "api")
 
@@ -91,39 +91,67 @@ def source_table(postgres_server: str) -> Iterator[tuple[str, str]]:
 
 def _files(directory: Path) -> None:
     directory.mkdir()
-    for n in range(6):
-        share = PER_SOURCE // 6
+    parts = 5
+    assert PER_SOURCE % parts == 0
+    for n in range(parts):
+        share = PER_SOURCE // parts
         lines = [json.dumps(_record("files", n * share + i)) for i in range(share)]
         (directory / f"part-{n}.jsonl").write_text("\n".join(lines) + "\n")
 
 
-def _kill_at_random(pipeline: Path, rng: random.Random, number: int) -> int | None:
-    """Start `ladle run` and SIGKILL it; return its pid if it was killed before it ended."""
-    process = subprocess.Popen(
-        [LADLE, "run", str(pipeline)],
-        cwd=pipeline.parent,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    if number % 2:
-        # After a random delay: anywhere in start-up, fetching, staging or committing.
-        time.sleep(rng.uniform(0.7, 2.5))
-    else:
-        # Right after the k-th chunk commit, plus a few milliseconds: inside the next chunk.
-        wanted = rng.randint(1, 8)
+class _Schedule:
+    """Where to kill each run: inside each resource in turn, at a random moment in it.
+
+    Resources run in file order, so each run is aimed at the first one that has not had
+    its share of kills yet (the ones before it complete in that run). Aiming at a
+    resource rather than at a time since start makes every source take its kills
+    whatever the machine's speed; the moment within it is random: while fetching (after
+    its k-th batch, plus a random delay), or just after a chunk commit (inside the next
+    chunk's staging or commit).
+    """
+
+    def __init__(self, seed: int, share: int) -> None:
+        self.rng = random.Random(seed)  # noqa: S311 - a reproducible schedule, not security
+        self.finished: set[str] = set()
+        self.kills = dict.fromkeys(RESOURCES, 0)
+        self.share = share
+
+    def next_target(self) -> str | None:
+        """The first resource still to be killed in, or None when every one had its share."""
+        left = [n for n in RESOURCES if n not in self.finished and self.kills[n] < self.share]
+        return left[0] if left else None
+
+    def run_and_kill(self, pipeline: Path, target: str) -> int | None:
+        """Start `ladle run`, SIGKILL it inside ``target``; its pid if it was still running."""
+        process = subprocess.Popen(
+            [LADLE, "run", str(pipeline)],
+            cwd=pipeline.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stderr is not None
+        after_commit = self.rng.random() < 0.5
+        wanted = self.rng.randint(1, 2) if after_commit else self.rng.randint(1, 3)
         for line in process.stderr:
-            if json.loads(line).get("event") == "chunk committed":
+            event = json.loads(line)
+            if event.get("event") == "resource finished" and event.get("status") == "succeeded":
+                self.finished.add(str(event.get("resource")))
+            if event.get("resource") != target:
+                continue
+            kind = "chunk committed" if after_commit else "batch staged"
+            if event.get("event") == kind:
                 wanted -= 1
                 if wanted == 0:
-                    time.sleep(rng.uniform(0, 0.05))
+                    time.sleep(self.rng.uniform(0, 0.01 if after_commit else 0.02))
                     break
-    killed = process.poll() is None
-    if killed:
-        os.kill(process.pid, signal.SIGKILL)
-    process.communicate()
-    return process.pid if killed else None
+        killed = process.poll() is None
+        if killed:
+            os.kill(process.pid, signal.SIGKILL)
+        process.communicate()
+        if killed:
+            self.kills[target] += 1
+        return process.pid if killed else None
 
 
 def test_random_sigkills_then_completion_leave_exact_tables(
@@ -140,15 +168,13 @@ def test_random_sigkills_then_completion_leave_exact_tables(
         pipeline.write_text(
             PIPELINE.format(destination=postgres_url, sql_url=sql_url, table=table, api_url=api.url)
         )
-        rng = random.Random(20261124)  # noqa: S311 - a reproducible schedule, not security
+        schedule = _Schedule(20261124, share=KILLED_RUNS // len(RESOURCES))
         killed: list[int] = []
-        attempts = 0
-        while len(killed) < KILLED_RUNS and attempts < KILLED_RUNS * 3:
-            attempts += 1
-            pid = _kill_at_random(pipeline, rng, attempts)
+        while len(killed) < KILLED_RUNS and (target := schedule.next_target()) is not None:
+            pid = schedule.run_and_kill(pipeline, target)
             if pid is not None:
                 killed.append(pid)
-        assert len(killed) >= 20, f"only {len(killed)} of {attempts} runs were still running"
+        assert len(killed) >= 20, f"only {len(killed)} runs were killed before the load ended"
         final = Pipeline.from_yaml(pipeline).run(RunOptions())
     assert final.ok, [r.error for r in final.resources]
     dest = connect(postgres_url)
