@@ -169,6 +169,10 @@ class DuckDBLoad:
 
     def stage(self, frame: pl.DataFrame) -> None:
         """Add a batch: evolve the table to fit it, then one Arrow insert."""
+        if frame.height == 0:
+            # Nothing to write (every record of the batch was quarantined); an empty batch
+            # may lack the key columns, so it must not decide the table's shape either.
+            return
         types = batch_types(frame, self._target.declared)
         with _translated(f"loading {self._table!r}"):
             if not self._prepared:

@@ -219,6 +219,10 @@ class PostgresLoad:
 
     def stage(self, frame: pl.DataFrame) -> None:
         """Add a batch: evolve the table, then stream it through COPY."""
+        if frame.height == 0:
+            # Nothing to write (every record of the batch was quarantined); an empty batch
+            # may lack the key columns, so it must not decide the table's shape either.
+            return
         types = batch_types(frame, self._target.declared)
         with _translated(f"loading {self._table!r}"):
             if not self._prepared:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ladle import Pipeline, RunOptions
 from ladle.destinations import connect
 from ladle.ledger import RUNS
@@ -176,3 +178,22 @@ def test_dry_run_writes_nothing(
     result = summary.resources[0]
     assert (result.counts.fetched, result.counts.quarantined, result.ready) == (2, 1, 1)
     assert not Path(destination_url.removeprefix("duckdb:///")).exists()
+
+
+@pytest.mark.parametrize("chunks", ["", "    commit_every: 1\n"])
+def test_a_file_of_only_bad_records_quarantines_them_and_succeeds(
+    tmp_path: Path, destination_url: str, write_pipeline: Callable[[str], Path], chunks: str
+) -> None:
+    """Every record unreadable: all quarantined, nothing loaded, no table invented, no failure."""
+    pipeline = write_pipeline(PIPELINE.format(path="items.jsonl") + chunks)
+    (tmp_path / "items.jsonl").write_text('{"id": 1,\n[2]\n')
+    summary = Pipeline.from_yaml(pipeline).run(RunOptions(destination=destination_url))
+    result = summary.resources[0]
+    assert result.status == "succeeded", result.error
+    assert (result.counts.fetched, result.counts.quarantined) == (2, 2)
+    dest = connect(destination_url)
+    try:
+        assert dest.read(QUARANTINE.name, {}).height == 2
+        assert dest.read("items", {}).height == 0
+    finally:
+        dest.close()
