@@ -120,6 +120,7 @@ class Worker:
             ladle_version=ladle_version(),
         )
         self._stopping = False
+        self._signal: str | None = None
         self._seq = 0
 
     # ------------------------------------------------------------ lifecycle
@@ -139,6 +140,8 @@ class Worker:
             destination.record_run(self.entry)
             log.info("worker started", resource=self.res.name, consumer=self.consumer)
             self._loop(client, destination)
+            if self._signal is not None:
+                log.info("stopped by a signal after the batch in hand", signal=self._signal)
             self.entry.status = SUCCEEDED
             self.entry.finished_at = _now()
             self.entry.peak_memory_mb = peak_memory_mb()
@@ -154,9 +157,11 @@ class Worker:
         """SIGTERM/SIGINT: stop after the batch in hand; a second one exits at once, no ack."""
 
         def handle(signum: int, _frame: FrameType | None) -> None:
+            # Only flags here: logging from a handler can re-enter a write to stderr that
+            # the signal interrupted, raise there, and lose the stop request.
             if self._stopping:
                 os._exit(128 + signum)
-            log.info("stopping after this batch", signal=signal.Signals(signum).name)
+            self._signal = signal.Signals(signum).name
             self.stop()
 
         previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}

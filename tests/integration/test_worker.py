@@ -242,9 +242,14 @@ def test_sigterm_finishes_the_batch_and_acknowledges(
         batch_size=500,
     )
     process = _worker(path, "polite")
-    _wait_for_batches(process, 2)
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=60)
+    try:
+        _wait_for_batches(process, 2)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
     assert process.returncode == 0, err[-2000:]
     assert client.xpending(redis_stream_key, "loaders")["pending"] == 0
     group = client.xinfo_groups(redis_stream_key)[0]
