@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean bench
+.PHONY: demo test lint install clean bench bench-stream
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
-# The PostgreSQL benchmark (bench/run.py; BENCHMARKS.md). dlt gets its own venv so its pins
-# never touch ladle's. Options: make bench BENCH_ARGS='--quick' (or --skip-dlt, --rows N).
+# The PostgreSQL benchmark (bench/run.py; BENCHMARKS.md), then the streaming one. dlt gets its
+# own venv so its pins never touch ladle's. Options: make bench BENCH_ARGS='--quick' (or
+# --skip-dlt, --skip-stream, --rows N).
 DLT_VENV := bench/.venv-dlt
 DLT_STAMP := $(DLT_VENV)/.installed
 BENCH_ARGS ?=
@@ -40,6 +41,15 @@ $(DLT_STAMP):
 
 bench: $(STAMP) $(DLT_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Only the streaming benchmark (bench/stream.py: ladle worker, Redis stream -> PostgreSQL); it
+# rewrites only its own section of BENCHMARKS.md. Redis and PostgreSQL from
+# LADLE_BENCH_REDIS_URL and LADLE_BENCH_POSTGRES_URL (default: this machine's).
+# Options: make bench-stream STREAM_ARGS='--quick' (or --messages N, --batch-sizes 1000,10000).
+STREAM_ARGS ?=
+
+bench-stream: $(STAMP)
+	$(BIN)/python bench/stream.py $(STREAM_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -40,6 +40,8 @@ class Measured:
     """False when the RSS came from ``wait4`` and may include the harness's own peak."""
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0
+    """User plus system CPU time of the process and what it waited for (from ``wait4``)."""
 
     @property
     def ok(self) -> bool:
@@ -125,4 +127,5 @@ def run_measured(
             rss_exact=peak is not None,
             stdout=out.read().decode("utf-8", errors="replace"),
             stderr=err.read().decode("utf-8", errors="replace"),
+            cpu_seconds=usage.ru_utime + usage.ru_stime,
         )

@@ -3,7 +3,8 @@
 Order: generate (or reuse) the files; (a) ``psql \\copy``; (b) ladle's initial merge;
 (c) ladle's merge of the change file; (c') the same by hand in psql; (d) dlt's default
 and fast paths; (e) row-by-row upserts on a sample; then (b) on a file five times
-larger, for peak memory. Prints the Markdown table and writes ``BENCHMARKS.md``.
+larger, for peak memory; then the streaming benchmark (``bench/stream.py``: ``ladle
+worker`` from a Redis stream). Prints the Markdown table and writes ``BENCHMARKS.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import database as db
 import methods
 import report
+import stream
 from generate_tickets import Files, is_current
 
 BENCH = Path(__file__).resolve().parent
@@ -59,6 +61,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="100,000 rows; report in bench/out")
     parser.add_argument("--skip-dlt", action="store_true", help="leave out (d)")
     parser.add_argument("--skip-large", action="store_true", help="leave out (b) at 5xN")
+    parser.add_argument(
+        "--skip-stream",
+        action="store_true",
+        help="leave out the streaming benchmark (the report keeps its previous section)",
+    )
     parser.add_argument("--large-factor", type=int, default=5)
     parser.add_argument("--rowwise-sample", type=int, default=50_000)
     parser.add_argument(
@@ -199,23 +206,47 @@ def main(argv: list[str] | None = None) -> int:
         dlt_default_rows=args.dlt_default_rows or args.rows,
     )
     results, generating_large = _run_all(args, bench)
+    streamed = _stream(args)
     elapsed = time.perf_counter() - started
     extra = shlex.join(sys.argv[1:] if argv is None else argv)
     command = f"make bench BENCH_ARGS='{extra}'" if extra else "make bench"
+    streaming = (
+        report.streaming_section(streamed, command) if streamed else _previous_stream(args.report)
+    )
     text = report.document(
         results=results,
         machine_info=machine_info,
         command=command,
         notes=_notes(results),
         duration=f"{elapsed:.0f} s, of which {generating + generating_large:.0f} s making "
-        "or checking the input files",
+        "or checking the input files"
+        + (f" and {streamed.seconds:.0f} s streaming" if streamed else ""),
+        stream=streaming,
     )
     args.report.write_text(text, encoding="utf-8")
     print(report.table(results))
     print(report.targets(results))
     print("".join(f"- {line}\n" for line in report.context(results)))
+    if streamed:
+        print(report.streaming_summary(streamed))
     _say(f"wrote {args.report}; total {elapsed:.0f} s")
-    return 0 if all(r.verified and not r.error for r in results) else 1
+    ok = all(r.verified and not r.error for r in results)
+    return 0 if ok and (streamed is None or streamed.ok) else 1
+
+
+def _stream(args: argparse.Namespace) -> stream.StreamResult | None:
+    """The streaming benchmark with this run's rounds (one round of 50,000 with --quick)."""
+    if args.skip_stream:
+        return None
+    _say("streaming: ladle worker, Redis stream → PostgreSQL …")
+    messages = 50_000 if args.quick else stream.StreamOptions.messages
+    options = stream.StreamOptions(messages=messages, repeat=args.repeat, out=args.out)
+    return stream.run_benchmark(options, _say)
+
+
+def _previous_stream(path: Path) -> str | None:
+    """The streaming section already in the report, kept when this run leaves it out."""
+    return report.find_streaming(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 if __name__ == "__main__":
