@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean bench bench-stream
+.PHONY: demo test lint install clean bench bench-stream chromium
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,24 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check ladle tests examples bench
 	$(BIN)/mypy ladle tests
 
-test: lint
+test: lint chromium
 	$(BIN)/pytest
+
+# The browser test (tests/integration/test_ui_browser.py) drives Debian's Chromium, headless,
+# through Playwright's Python package (no browser download). Installed here when missing: with
+# apt as root; otherwise it stops and says what to install. LADLE_TEST_CHROMIUM names another.
+CHROMIUM_HINT := the browser test needs Chromium: sudo apt-get install chromium (Debian/Ubuntu), \
+	brew install --cask chromium (macOS), or set LADLE_TEST_CHROMIUM to a Chromium or Chrome binary
+
+chromium:
+	@if [ -n "$$LADLE_TEST_CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || \
+		command -v chromium-browser >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser test"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null || \
+		{ apt-get update -q >/dev/null && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; \
+	else echo "$(CHROMIUM_HINT)" >&2; exit 1; fi
 
 # The PostgreSQL benchmark (bench/run.py; BENCHMARKS.md), then the streaming one. dlt gets its
 # own venv so its pins never touch ladle's. Options: make bench BENCH_ARGS='--quick' (or

@@ -7,12 +7,13 @@ exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import polars as pl
@@ -23,12 +24,16 @@ from rich.table import Table
 
 from ladle import log
 from ladle.batch import Counts
-from ladle.config import read_target
+from ladle.config import read_outline, read_target
 from ladle.destinations import Destination, connect, default_url
 from ladle.errors import LadleError
 from ladle.ledger import RUNS, display_status
 from ladle.pipeline import Pipeline, ResourceResult, RunObserver, RunOptions, RunSummary
 from ladle.quarantine import QUARANTINE
+from ladle.sources import Report
+
+if TYPE_CHECKING:
+    from ladle.status import StatusReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 # Off a terminal (CI logs, pipes) tables get room rather than the default 80 columns.
@@ -87,6 +92,11 @@ class _ProgressObserver:
 @click.option("--destination", help="Destination URL, overriding the pipeline file's.")
 @click.option("--full-refresh", is_flag=True, help="Ignore stored state and load everything.")
 @click.option("--dry-run", is_flag=True, help="Read, check and transform; write nothing.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail a resource whose source reports a gap (a missing doc type).",
+)
 def run(
     *,
     file: Path,
@@ -94,12 +104,13 @@ def run(
     destination: str | None,
     full_refresh: bool,
     dry_run: bool,
+    strict: bool,
 ) -> None:
     """Run the pipeline FILE: load every resource and print the ledger's counts."""
     log.configure(json=not _interactive())
     with _errors():
         pipeline = Pipeline.from_yaml(file, destination=destination)
-        options = RunOptions(resources, destination, full_refresh, dry_run)
+        options = RunOptions(resources, destination, full_refresh, dry_run, strict=strict)
         if _interactive():
             columns = (
                 TextColumn("[bold]{task.description}"),
@@ -146,12 +157,31 @@ def _print_summary(summary: RunSummary) -> None:
         )
     out.print(table)
     for r in summary.resources:
+        for report in r.reports:
+            _print_report(r.resource, report)
+    for r in summary.resources:
         for notice in r.notices:
             out.print(f"[yellow]{escape(r.resource)}: {escape(notice)}[/yellow]")
         if r.error:
             out.print(f"[red]{escape(r.resource)}: {escape(r.error)}[/red]")
         if summary.dry_run:
             out.print(f"{r.resource}: {r.ready:,} rows would be loaded")
+
+
+_REPORT_KEYS = 20
+"""Keys shown in a report's cell (entities lacking a doc type) before `… (+N more)`."""
+
+
+def _print_report(resource: str, report: Report) -> None:
+    """A source's findings (documents coverage) as a table; numeric columns to the right."""
+    rows = report.rows(limit=_REPORT_KEYS)
+    table = Table(title=f"{escape(resource)}: {escape(report.title)}", title_justify="left")
+    for index, name in enumerate(report.columns):
+        numeric = bool(rows) and all(re.fullmatch(r"[\d,.]+", row[index]) for row in rows)
+        table.add_column(escape(name), justify="right" if numeric else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    out.print(table)
 
 
 # ------------------------------------------------------------------ validate
@@ -226,14 +256,81 @@ def runs(file: Path | None, pipeline_name: str | None, destination: str | None, 
             if row["finished_at"]
             else ""
         )
+        replay_of = f" (replay of {row['replay_of']})" if row.get("replay_of") else ""
         table.add_row(
-            row["run_id"],
+            row["run_id"] + replay_of,
             escape(row["resource"]),
             f"[{style}]{status}[/{style}]",
             *(f"{row[k]:,}" for k in _COUNTS),
             row["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
             secs,
             escape((row["error"] or "")[:200]),
+        )
+    out.print(table)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--destination", help="Destination URL (default: the pipeline's).")
+@click.option(
+    "--json/--table",
+    "as_json",
+    default=None,
+    help="JSON, or a table (default: a table on a terminal, JSON otherwise).",
+)
+def status(file: Path, destination: str | None, as_json: bool | None) -> None:
+    """Per resource: the last successful load, its age and freshness; exit 1 if one is stale.
+
+    Stale means past `error_after`, or never loaded while `error_after` is set; past
+    `warn_after` prints a warning and still exits 0.
+    """
+    from ladle.status import ERROR, check_status
+
+    with _errors():
+        # Name, destination, tables and freshness only: no source secret is needed.
+        outline = read_outline(file)
+        dest = connect(destination or outline.destination or default_url(outline.name))
+        try:
+            report = check_status(outline, dest)
+        finally:
+            dest.close()
+    if as_json if as_json is not None else not sys.stdout.isatty():
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        _print_status(report)
+    for res in report.resources:
+        problem = res.problem()
+        if problem is not None:
+            label = "[red]error:[/red]" if res.level == ERROR else "[yellow]warning:[/yellow]"
+            err.print(f"{label} {escape(problem)}")
+    if not report.ok:
+        sys.exit(1)
+
+
+def _print_status(report: StatusReport) -> None:
+    from ladle.status import format_age
+
+    table = Table(title=f"{report.pipeline} in {report.destination}", title_justify="left")
+    headers = ("resource", "table", "last load (UTC)", "run", "age", "rows", "fetched")
+    for h in (*headers, "latest run", "freshness", "thresholds"):
+        numeric = h in ("rows", "fetched")
+        table.add_column(h, overflow="fold", justify="right" if numeric else "left")
+    styles = {"ok": "green", "warn": "yellow", "error": "red"}
+    for r in report.resources:
+        shown = r.to_json()
+        limits = [f"{k[:-6]} {shown[k]}" for k in ("warn_after", "error_after") if shown[k]]
+        style = styles[r.level]
+        table.add_row(
+            escape(r.resource),
+            escape(r.table),
+            r.last_success_at.strftime("%Y-%m-%d %H:%M:%S") if r.last_success_at else "never",
+            r.last_run_id or "",
+            format_age(r.age) if r.age is not None else "",
+            f"{r.rows:,}" if r.rows is not None else "",
+            f"{r.fetched:,}" if r.fetched is not None else "",
+            r.latest_status or "",
+            f"[{style}]{r.verdict}[/{style}]",
+            ", ".join(limits) or "-",
         )
     out.print(table)
 
@@ -305,6 +402,26 @@ def quarantine_show(
         out.print(escape(f"  raw: {row['raw']}"))
 
 
+@quarantine.command("replay")
+@click.argument("run_id")
+@click.argument("file", default="pipeline.yaml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--resource", help="Only this resource's records.")
+@click.option("--destination", help="Destination URL, overriding the pipeline file's.")
+def quarantine_replay(
+    *, run_id: str, file: Path, resource: str | None, destination: str | None
+) -> None:
+    """Re-run RUN_ID's quarantined records through FILE's current steps; load those that pass."""
+    from ladle.replay import replay
+
+    log.configure(json=not _interactive())
+    with _errors():
+        pipeline = Pipeline.from_yaml(file, destination=destination)
+        summary = replay(pipeline, run_id, resource=resource, destination=destination)
+    _print_summary(summary)
+    if not summary.ok:
+        sys.exit(1)
+
+
 # ------------------------------------------------------------------ init
 
 
@@ -329,7 +446,7 @@ def init(name: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, help="Port to listen on.")
 def serve(file: Path, host: str, port: int) -> None:
-    """Serve FILE's ingest endpoint, /health and /metrics (token from LADLE_INGEST_TOKEN)."""
+    """Serve FILE's ingest endpoint, /health, /metrics and /ui (token: LADLE_INGEST_TOKEN)."""
     import uvicorn
 
     from ladle.metrics import Metrics
@@ -340,6 +457,38 @@ def serve(file: Path, host: str, port: int) -> None:
         token = ingest_token_from_env()
         app = create_app(Pipeline.from_yaml(file), token=token, metrics=Metrics())
     uvicorn.run(app, host=host, port=port)
+
+
+# ------------------------------------------------------------------ ui
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8050, show_default=True, help="Port to listen on.")
+@click.option("--destination", help="Destination URL, overriding the pipeline file's.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in a browser.")
+def ui(file: Path, host: str, port: int, destination: str | None, open_browser: bool) -> None:
+    """Serve the run-history page of FILE: runs, a chart, run details, quarantine, replay."""
+    import uvicorn
+
+    from ladle.ui import create_ui_app, has_display, ui_token_from_env
+
+    log.configure(json=not _interactive())
+    with _errors():
+        pipeline = Pipeline.from_yaml(file, destination=destination)
+        app = create_ui_app(pipeline, destination=destination, token=ui_token_from_env())
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"  # noqa: S104
+    err.print(f"ladle ui: {url}")
+    if open_browser:
+        if has_display():
+            import threading
+            import webbrowser
+
+            threading.Timer(1.0, webbrowser.open, [url]).start()
+        else:
+            err.print("no display to open a browser on: open the address above yourself")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 # ------------------------------------------------------------------ worker

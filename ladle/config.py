@@ -27,7 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ladle.columns import ColumnSpec
 from ladle.errors import ConfigError
 from ladle.incremental import IncrementalSpec
+from ladle.memory import check_limit
 from ladle.schema import normalize_name
+from ladle.status import FreshnessSpec
 
 DEFAULT_BATCH_SIZE = 10_000
 """Measured: 10k-row batches keep peak memory low and overlap parsing with loading best."""
@@ -58,6 +60,12 @@ class ResourceSpec(BaseModel):
     incremental: IncrementalSpec | None = None
     commit_every: int | None = Field(default=None, ge=1)
     """Commit the load in chunks of about this many records, each with its checkpoint."""
+    freshness: FreshnessSpec | None = None
+    """How old this resource's last successful load may be; replaces the pipeline's."""
+    memory_limit_mb: int | None = None
+    """This resource's own memory limit; replaces the pipeline's."""
+
+    _limit = field_validator("memory_limit_mb")(check_limit)
 
     @field_validator("primary_key", mode="before")
     @classmethod
@@ -82,6 +90,12 @@ class PipelineSpec(BaseModel):
     destination: str | None = None
     timezone: str = "UTC"
     resources: dict[str, ResourceSpec] = Field(min_length=1)
+    freshness: FreshnessSpec | None = None
+    """How old each resource's last successful load may be (``ladle status``)."""
+    memory_limit_mb: int | None = None
+    """The most memory a run may take; batches adapt to stay under it."""
+
+    _limit = field_validator("memory_limit_mb")(check_limit)
 
 
 @dataclass(frozen=True)
@@ -278,6 +292,7 @@ def _config(data: dict[str, Any], reader: _Reader, path: Path, digest: str) -> P
         name: _resource(name, res, reader, ("resources", name))
         for name, res in spec.resources.items()
     }
+    _check_parents(resources, reader)
     notes = _literal_secret_warnings(reader)
     for note in notes:
         warnings.warn(note, UserWarning, stacklevel=3)
@@ -312,6 +327,69 @@ def read_target(path: str | Path) -> tuple[str, str | None]:
         load(path)  # the full validation says what is wrong
     destination = found.get("destination")
     return str(found["pipeline"]), str(destination) if destination is not None else None
+
+
+@dataclass(frozen=True)
+class OutlinedResource:
+    """A resource as ``ladle status`` sees it: its table and its freshness."""
+
+    table: str
+    freshness: FreshnessSpec | None
+
+
+@dataclass(frozen=True)
+class Outline:
+    """What looking at a pipeline's loads needs: its name, destination and resources."""
+
+    name: str
+    destination: str | None
+    resources: dict[str, OutlinedResource]
+
+
+def read_outline(path: str | Path) -> Outline:
+    """The pipeline's name, destination, and each resource's table and freshness.
+
+    Sources and steps are not read, so their ``${VAR}``s need not be set (``ladle status``
+    runs where the source's secrets are not); what is read is validated as ``load`` does.
+    """
+    name, destination = read_target(path)
+    display = str(path)
+    file_path = Path(path)
+    env_file = file_path.parent / ".env"
+    env = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    reader = _Reader(display, env, env_file)
+    node = yaml.compose(file_path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    top = _mapping_nodes(node)
+    default = _outlined_freshness(reader, top.get("freshness"), ("freshness",))
+    resources: dict[str, OutlinedResource] = {}
+    for resource, res_node in _mapping_nodes(top.get("resources")).items():
+        keys = _mapping_nodes(res_node)
+        where = ("resources", resource)
+        table = reader.read(keys["table"], (*where, "table")) if "table" in keys else None
+        freshness = default
+        if "freshness" in keys:
+            freshness = _outlined_freshness(reader, keys["freshness"], (*where, "freshness"))
+        resources[resource] = OutlinedResource(
+            str(table) if table else normalize_name(resource), freshness
+        )
+    if not resources:
+        load(path)  # the full validation says what is wrong
+    return Outline(name, destination, resources)
+
+
+def _mapping_nodes(node: yaml.Node | None) -> dict[str, yaml.Node]:
+    """A YAML mapping's value nodes by key (empty for anything else)."""
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {_Reader._key(key): value for key, value in node.value}
+
+
+def _outlined_freshness(
+    reader: _Reader, node: yaml.Node | None, path: Path_
+) -> FreshnessSpec | None:
+    if node is None:
+        return None
+    return _validate(FreshnessSpec, reader.read(node, path), reader, path)
 
 
 def _resource(name: str, spec: ResourceSpec, reader: _Reader, path: Path_) -> Resource:
@@ -372,6 +450,43 @@ def _resource(name: str, spec: ResourceSpec, reader: _Reader, path: Path_) -> Re
     return Resource(name, spec, source_type, options, configs)
 
 
+def _check_parents(resources: dict[str, Resource], reader: _Reader) -> None:
+    """A ``children`` source's ``of:`` names another resource of the file, and no chain of
+    them comes back to where it started."""
+    parents = {
+        name: str(getattr(res.source_options, "of", ""))
+        for name, res in resources.items()
+        if res.source_type == "children"
+    }
+    for name, parent in parents.items():
+        path = ("resources", name, "source", "of")
+        if parent not in resources or parent == name:
+            others = [r for r in resources if r != name]
+            text = (
+                "a resource cannot read its own records"
+                if parent == name
+                else f"no resource named {parent!r}" + _suggest(parent, others)
+            )
+            raise ConfigError(
+                f"{text}; of: names the resource whose records hold the list "
+                f"(the file has {', '.join(others) or 'no other'})",
+                file=reader.file,
+                line=_nearest_line(reader.lines, path),
+                key=_dotted(path),
+            )
+        chain = [name]
+        while chain[-1] in parents and parents[chain[-1]] not in chain:
+            chain.append(parents[chain[-1]])
+        if chain[-1] in parents and parents[chain[-1]] == name:
+            raise ConfigError(
+                f"children sources form a cycle: {' -> '.join([*chain, name])}; one of them "
+                "must read a source of its own",
+                file=reader.file,
+                line=_nearest_line(reader.lines, path),
+                key=_dotted(path),
+            )
+
+
 def _validate(model: type[_M], data: Any, reader: _Reader, path: Path_) -> _M:
     try:
         return model.model_validate(data)
@@ -428,11 +543,17 @@ def _keys_at(model: Any, loc: tuple[Any, ...]) -> list[str]:
                 return []
             current = info.annotation
         else:
-            args = get_args(current)
-            current = args[-1] if args else None
+            current = _inner(current)
+    current = _inner(current) if get_args(current) else current
     if isinstance(current, type) and issubclass(current, BaseModel):
         return [info.alias or name for name, info in current.model_fields.items()]
     return []
+
+
+def _inner(annotation: Any) -> Any:
+    """What ``dict[str, X]`` holds, or what ``X | None`` may be: X."""
+    args = [arg for arg in get_args(annotation) if arg is not type(None)]
+    return args[-1] if args else None
 
 
 def _suggest(bad: str, allowed: list[str]) -> str:

@@ -31,7 +31,7 @@ RUNS = TableDef(
         ("deduplicated", _BIG), ("quarantined", _BIG), ("bytes_read", _BIG),
         ("started_at", _TS), ("finished_at", _TS), ("error", _T), ("peak_memory_mb", _F),
         ("ladle_version", _T), ("config_hash", _T), ("host", _T), ("pid", _BIG),
-        ("write_mode", _T), ("leaked_connections", _BIG),
+        ("write_mode", _T), ("leaked_connections", _BIG), ("replay_of", _T),
     ),
     ("run_id", "resource"),
 )  # fmt: skip
@@ -57,6 +57,8 @@ class RunEntry:
     leaked_connections: int = 0
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
+    replay_of: str | None = None
+    """For ``ladle quarantine replay``: the run whose quarantined records this one replayed."""
 
     def row(self) -> dict[str, Any]:
         """The values of the ledger row, by column name."""
@@ -71,6 +73,7 @@ class RunEntry:
             "peak_memory_mb": self.peak_memory_mb, "ladle_version": self.ladle_version,
             "config_hash": self.config_hash, "host": self.host, "pid": self.pid,
             "write_mode": self.write_mode, "leaked_connections": self.leaked_connections,
+            "replay_of": self.replay_of,
         }  # fmt: skip
 
 

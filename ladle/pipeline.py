@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,12 +26,13 @@ from ladle.batch import ROW, SEQ, Counts, SourceBatch, empty_rejects
 from ladle.columns import ColumnSpec
 from ladle.config import PipelineConfig, Resource, WriteMode, from_mapping, load
 from ladle.destinations import Destination, Load, LoadTarget, connect, default_url, mask
-from ladle.errors import LadleError, StepError
+from ladle.errors import LadleError, SourceError, StepError
 from ladle.incremental import Cursor, encode
 from ladle.ledger import FAILED, QUEUED, RUNNING, SUCCEEDED, RunEntry
+from ladle.memory import MemoryGovernor
 from ladle.quarantine import rows_from_rejects, rows_from_unreadable
 from ladle.schema import ColumnType, normalize_name
-from ladle.sources import SharedResources, Source, SourceContext, StatefulSource
+from ladle.sources import Report, SharedResources, Source, SourceContext, StatefulSource
 from ladle.state import CHECKPOINT, CURSOR, LAST_RUN, RESERVED
 from ladle.steps import FinishingStep, Step, StepContext
 from ladle.steps import registry as step_registry
@@ -63,6 +65,8 @@ class RunOptions:
     """Ignore stored state (cursors, processed files) and load everything again."""
     dry_run: bool = False
     """Read, check and transform, but write nothing."""
+    strict: bool = False
+    """Fail a resource whose source reports a problem (a doc type with no document)."""
 
 
 @dataclass
@@ -79,6 +83,8 @@ class ResourceResult:
     """Rows that reached the load (after steps); in a dry run, what would have been loaded."""
     notices: list[str] = field(default_factory=list)
     """What the user should know about the run (a resumed checkpoint, a changed file)."""
+    reports: list[Report] = field(default_factory=list)
+    """Tables of findings its source left (a documents coverage report)."""
 
     @property
     def quality(self) -> float | None:
@@ -226,7 +232,9 @@ class Pipeline:
         if options.dry_run:
             destination = None
         elif destination is None:
-            destination = connect(url, base_dir=self.config.base_dir)
+            limits = [m for res in selected if (m := _memory_limit_mb(self.config, res))]
+            limit = min(limits, default=None)
+            destination = connect(url, base_dir=self.config.base_dir, memory_limit_mb=limit)
         shared = SharedResources()
         try:
             if destination is not None:
@@ -236,7 +244,8 @@ class Pipeline:
                     _record(destination, _entry(self.config, res, summary.run_id, QUEUED))
             for res in selected:
                 observer.resource_started(res.name)
-                run = _ResourceRun(self.config, res, summary.run_id, options, shared)
+                memory = _governor(self.config, res)
+                run = _ResourceRun(self.config, res, summary.run_id, options, shared, memory)
                 result = _run_resource(run, destination, observer)
                 summary.resources.append(result)
                 observer.resource_finished(result)
@@ -273,6 +282,20 @@ class _ResourceRun:
     run_id: str
     options: RunOptions
     shared: SharedResources
+    memory: MemoryGovernor | None = None
+    """Under ``memory_limit_mb``: sizes the source's batches to stay under it."""
+
+
+def _memory_limit_mb(config: PipelineConfig, res: Resource) -> int | None:
+    """The resource's ``memory_limit_mb``, else the pipeline's (None: no limit)."""
+    return res.spec.memory_limit_mb or config.spec.memory_limit_mb
+
+
+def _governor(config: PipelineConfig, res: Resource) -> MemoryGovernor | None:
+    limit = _memory_limit_mb(config, res)
+    if limit is None:
+        return None
+    return MemoryGovernor(limit, res.spec.batch_size, resource=res.name)
 
 
 def _entry(config: PipelineConfig, res: Resource, run_id: str, status: str) -> RunEntry:
@@ -324,6 +347,7 @@ def _load_resource(
     started = time.monotonic()
     committer: _Committer | None = None
     notices: list[str] = []
+    reports: list[Report] = []
     try:
         steps = build_steps(run.config, res, destination)
         target = load_target(run.config, res, steps)
@@ -334,17 +358,25 @@ def _load_resource(
         if destination is not None:
             destination.record_run(entry)
             committer = _Committer(destination, target, run, entry, plan.cursor)
-        source = _source(run, plan, stored, notices)
+        source = _source(run, plan, stored, notices, reports)
         ready = _stream(
             run, steps, source, plan, committer=committer, entry=entry, observer=observer
         )
+        _check_strict(run, reports)
         if committer is not None:
             final = source.final_state() if isinstance(source, StatefulSource) else {}
             notices += committer.finish(final)
         entry.status = SUCCEEDED
         seconds = time.monotonic() - started
         return ResourceResult(
-            res.name, res.table, SUCCEEDED, entry.counts, seconds, ready=ready, notices=notices
+            res.name,
+            res.table,
+            SUCCEEDED,
+            entry.counts,
+            seconds,
+            ready=ready,
+            notices=notices,
+            reports=reports,
         )
     except Exception as exc:
         message = (
@@ -361,7 +393,23 @@ def _load_resource(
             raise
         seconds = time.monotonic() - started
         return ResourceResult(
-            res.name, res.table, FAILED, entry.counts, seconds, message, notices=notices
+            res.name,
+            res.table,
+            FAILED,
+            entry.counts,
+            seconds,
+            message,
+            notices=notices,
+            reports=reports,
+        )
+
+
+def _check_strict(run: _ResourceRun, reports: list[Report]) -> None:
+    """Under ``--strict``, a problem a source reports (a missing doc type) fails the resource."""
+    problems = [problem for report in reports for problem in report.problems]
+    if run.options.strict and problems:
+        raise SourceError(
+            "; ".join(problems) + "; nothing of this resource was loaded", position="--strict"
         )
 
 
@@ -410,7 +458,11 @@ def _declared_type(res: Resource, column: str) -> ColumnType | None:
 
 
 def _source(
-    run: _ResourceRun, plan: _Plan, stored: Mapping[str, Any], notices: list[str]
+    run: _ResourceRun,
+    plan: _Plan,
+    stored: Mapping[str, Any],
+    notices: list[str],
+    reports: list[Report],
 ) -> Source:
     """Build the resource's source, told the cursor bound, the resume point and its state."""
     from ladle.sources import registry as source_registry
@@ -428,8 +480,28 @@ def _source(
         state={k: v for k, v in stored.items() if k not in RESERVED} if keeps_state else {},
         shared=run.shared,
         notices=notices,
+        reports=reports,
+        build_source=partial(_parent_source, run.config),
+        budget=run.memory.budget if run.memory else None,
     )
     return source_registry()[res.source_type].build(res.source_options, context)
+
+
+def _parent_source(config: PipelineConfig, name: str, context: SourceContext) -> Source:
+    """Resource ``name``'s source, reading on behalf of ``context``'s resource (a ``children``
+    source reads its parent's input again): that resource's state, resume point and notices,
+    the parent's own options and batch size, and no cursor (it is the child's column)."""
+    from ladle.sources import registry as source_registry
+
+    parent = config.resources[name]
+    inner = replace(
+        context,
+        resource=parent.name,
+        batch_size=parent.spec.batch_size,
+        cursor=None,
+        order_by=tuple(parent.spec.primary_key),
+    )
+    return source_registry()[parent.source_type].build(parent.source_options, inner)
 
 
 def _stream(
@@ -459,6 +531,9 @@ def _stream(
         ready += staged.height
         if committer is not None:
             committer.add(staged, quarantined, read.checkpoint)
+        if run.memory is not None:
+            size = max(read.frame.estimated_size(), staged.estimated_size())
+            run.memory.observe(read.fetched, size)
         observer.batch_loaded(res.name, counts)
     for _, step in steps:
         if isinstance(step, FinishingStep):

@@ -107,6 +107,10 @@ def create_app(
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
+    # The run-history pages, behind the same token (HTTP Basic password or bearer).
+    from ladle.ui import ui_router
+
+    app.include_router(ui_router(pipeline, token=token), prefix="/ui")
     return app
 
 

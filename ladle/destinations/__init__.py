@@ -76,6 +76,11 @@ class Load(Protocol):
         """Record rejected records (position, raw, errors) with the load."""
         ...
 
+    def discard_quarantine(self, *, run_id: str, resource: str, positions: Sequence[str]) -> int:
+        """Delete a run's quarantine rows at these positions with the load (a replay took
+        them over); return how many rows went."""
+        ...
+
     def finish(self) -> LoadCounts:
         """Dedupe and merge what was staged into the target; return exact counts."""
         ...
@@ -155,13 +160,18 @@ def default_url(pipeline: str) -> str:
     return f"duckdb:///{pipeline}.duckdb"
 
 
-def connect(url: str, *, base_dir: Path | None = None) -> Destination:
-    """Open the destination a URL names (``duckdb:///file.duckdb``, ``postgresql://…``)."""
+def connect(
+    url: str, *, base_dir: Path | None = None, memory_limit_mb: int | None = None
+) -> Destination:
+    """Open the destination a URL names (``duckdb:///file.duckdb``, ``postgresql://…``).
+
+    ``memory_limit_mb`` is the run's limit: an embedded database takes its share of it.
+    """
     scheme = url.split(":", 1)[0].lower()
     if scheme == "duckdb":
         from ladle.destinations.duckdb import DuckDBDestination
 
-        return DuckDBDestination(url)
+        return DuckDBDestination(url, memory_limit_mb=memory_limit_mb)
     if scheme in ("postgresql", "postgres"):
         from ladle.destinations.postgres import PostgresDestination
 

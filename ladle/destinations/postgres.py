@@ -518,6 +518,16 @@ class PostgresLoad:
                     values,
                 )
 
+    def discard_quarantine(self, *, run_id: str, resource: str, positions: Sequence[str]) -> int:
+        """Delete the run's quarantine rows at ``positions`` in this transaction."""
+        query = sql.SQL(
+            "DELETE FROM {} WHERE run_id = %s AND resource = %s AND position = ANY(%s::text[])"
+        ).format(sql.Identifier(self._schema, QUARANTINE.name))
+        with _translated("replaying the quarantine"):
+            self._copy.close()
+            cursor = self._execute(query, [run_id, resource, list(positions)])
+        return int(cursor.rowcount)
+
     def write_state(self, resource: str, key: str, value: Any, *, run_id: str) -> None:
         """Replace one ``_ladle_state`` entry in this transaction."""
         table = sql.Identifier(self._schema, STATE.name)

@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 from pydantic import BaseModel
 
 from ladle.batch import SourceBatch
+from ladle.memory import BatchBudget
 
 _T = TypeVar("_T")
 
@@ -68,6 +69,33 @@ class SharedResources:
             raise errors[0]
 
 
+class Report(Protocol):
+    """A table of findings a source leaves about its run (documents: coverage per doc type).
+
+    It is shown under the run summary; its ``problems`` fail the resource under
+    ``ladle run --strict``.
+    """
+
+    @property
+    def title(self) -> str:
+        """The table's title."""
+        ...
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The table's column headings."""
+        ...
+
+    @property
+    def problems(self) -> list[str]:
+        """What makes the run incomplete (a doc type with no document), one line each."""
+        ...
+
+    def rows(self, *, limit: int | None = None) -> list[tuple[str, ...]]:
+        """The table's rows; lists inside a cell cut after ``limit`` items."""
+        ...
+
+
 @dataclass(frozen=True)
 class SourceContext:
     """What a source needs to know about the resource that reads it."""
@@ -89,6 +117,17 @@ class SourceContext:
     """Run-scoped objects to share between resources (engines, HTTP clients)."""
     notices: list[str] = field(default_factory=list)
     """Things the user should hear about (a file that changed): shown in the run summary."""
+    reports: list[Report] = field(default_factory=list)
+    """Tables of findings (a documents coverage report): shown under the run summary."""
+    build_source: Callable[[str, SourceContext], Source] | None = None
+    """Builds another resource's source (by name) to read on behalf of the given context's
+    resource (its state, resume point and notices; no cursor): how a ``children`` source
+    reads its parent's records. None outside ``ladle run``."""
+    budget: BatchBudget | None = None
+    """Under ``memory_limit_mb``: what the next batch may hold (rows, input bytes). The
+    pipeline changes it between batches, so a source that honours it reads it before each
+    batch (file sources read one batch ahead: a change applies from the batch after next);
+    None: batches of ``batch_size``."""
 
 
 class Source(Protocol):
@@ -126,6 +165,8 @@ class SourceKind:
 
 def registry() -> dict[str, SourceKind]:
     """Every source type by its ``type:`` key; drivers are imported only when a source runs."""
+    from ladle.sources.children import ChildrenOptions, ChildrenSource
+    from ladle.sources.documents import DocumentsOptions, DocumentsSource
     from ladle.sources.files import FileOptions, FileSource
     from ladle.sources.http_api import HttpOptions, HttpSource
     from ladle.sources.redis_stream import RedisStreamOptions, RedisStreamSource
@@ -136,6 +177,8 @@ def registry() -> dict[str, SourceKind]:
         "sql": SourceKind(SqlOptions, SqlSource),
         "http": SourceKind(HttpOptions, HttpSource),
         "redis_stream": SourceKind(RedisStreamOptions, RedisStreamSource),
+        "documents": SourceKind(DocumentsOptions, DocumentsSource),
+        "children": SourceKind(ChildrenOptions, ChildrenSource),
     }
     return kinds | _user_kinds(set(kinds))
 

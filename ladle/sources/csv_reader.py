@@ -20,6 +20,7 @@ import polars as pl
 
 from ladle.batch import SourceBatch, Unreadable
 from ladle.errors import SourceError
+from ladle.memory import BatchBudget
 from ladle.sources.decoding import is_utf8, show_undecodable, text_stream, undecodable
 
 SNIFF_CHARS = 64 * 1024
@@ -56,8 +57,15 @@ def read_csv(
     quotechar: str | None,
     header: bool,
     consumed: Callable[[], int],
+    budget: BatchBudget | None = None,
+    skip: int = 0,
 ) -> Generator[SourceBatch, None, None]:
-    """Yield batches of rows; positions are ``name:LINE``, the line where the row starts."""
+    """Yield batches of rows; positions are ``name:LINE``, the line where the row starts.
+
+    Batches hold ``batch_size`` rows (or what ``budget`` allows); the first ``skip`` rows
+    are passed over (a resumed run), and each batch's checkpoint is the number of rows
+    read so far (the header and blank lines not counted).
+    """
     with text_stream(stream, "utf-8-sig" if is_utf8(encoding) else encoding, newline="") as text:
         # Finish the sample's last line, so that no physical line is split in two.
         sample = text.read(SNIFF_CHARS) + text.readline()
@@ -69,10 +77,11 @@ def read_csv(
             name,
             line_num=lambda: reader.line_num,
             delimiter=dialect.delimiter,
-            batch_size=batch_size,
+            budget=budget or BatchBudget(batch_size),
             header=header,
             encoding=encoding,
             consumed=consumed,
+            skip=skip,
         )
 
 
@@ -93,15 +102,17 @@ def _batches(
     *,
     line_num: Callable[[], int],
     delimiter: str,
-    batch_size: int,
+    budget: BatchBudget,
     header: bool,
     encoding: str,
     consumed: Callable[[], int],
+    skip: int,
 ) -> Iterator[SourceBatch]:
     names: list[str] | None = None
     pending = _Rows()
     before = consumed()
     line_end = 0
+    read = size = 0
     for row in _rows_or_errors(reader):
         start, line_end = line_end + 1, line_num()
         if not row:
@@ -111,6 +122,13 @@ def _batches(
             names = _column_names(row, header, position, encoding)
             if header:
                 continue
+        read += 1
+        if read <= skip:
+            continue
+        if budget.sizes and isinstance(row, list):
+            length = sum(map(len, row)) + len(row)
+            budget.check_record(length, position)
+            size += length
         problem = _check_row(row, len(names), encoding)
         if problem is None and isinstance(row, list):
             pending.rows.append(row)
@@ -119,12 +137,12 @@ def _batches(
             rule, message = problem
             raw = "" if isinstance(row, csv.Error) else show_undecodable(delimiter.join(row))
             pending.unreadable.append(Unreadable(position, raw, message, rule=rule))
-        if len(pending) == batch_size:
+        if budget.full(len(pending), size):
             now = consumed()
-            yield _to_batch(pending, names, now - before)
-            before, pending = now, _Rows()
+            yield _to_batch(pending, names, now - before, read)
+            before, pending, size = now, _Rows(), 0
     if len(pending) and names is not None:
-        yield _to_batch(pending, names, consumed() - before)
+        yield _to_batch(pending, names, consumed() - before, read)
 
 
 def _rows_or_errors(reader: Iterator[list[str]]) -> Iterator[list[str] | csv.Error]:
@@ -174,8 +192,8 @@ def _check_row(row: list[str] | csv.Error, width: int, encoding: str) -> tuple[s
     return None
 
 
-def _to_batch(pending: _Rows, names: list[str], bytes_read: int) -> SourceBatch:
+def _to_batch(pending: _Rows, names: list[str], bytes_read: int, read: int) -> SourceBatch:
     schema = {column: pl.String() for column in names}
     frame = pl.DataFrame(pending.rows, schema=schema, orient="row")
     frame = frame.with_columns(pl.all().replace("", None))
-    return SourceBatch(frame, pending.positions, pending.unreadable, bytes_read)
+    return SourceBatch(frame, pending.positions, pending.unreadable, bytes_read, checkpoint=read)

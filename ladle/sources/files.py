@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from ladle.batch import SourceBatch
 from ladle.errors import SourceError
+from ladle.memory import BatchBudget
 from ladle.sources import SourceContext
 from ladle.state import FILES
 
@@ -94,7 +95,7 @@ class FileSource:
         self.options = options
         self.context = context
         self._base = Path(os.path.abspath(context.base_dir))
-        self._size = context.batch_size
+        self._budget = context.budget or BatchBudget(context.batch_size)
         stored = context.state.get(FILES)
         self._loaded: dict[str, FileMeta] = dict(stored) if isinstance(stored, dict) else {}
 
@@ -124,8 +125,9 @@ class FileSource:
     def batches(self) -> Iterator[SourceBatch]:
         """Yield the batches of every file not loaded before (or changed since), in order.
 
-        Each batch's checkpoint names the files finished so far and how many batches of
-        the current file are done, so a resumed run starts right after it.
+        Each batch's checkpoint names the files finished so far and how far into the
+        current file it reaches (lines, rows or records, as its reader counts them), so a
+        resumed run starts right after it, whatever size its batches have.
         """
         resume = self.context.resume if isinstance(self.context.resume, dict) else {}
         done: dict[str, FileMeta] = dict(resume.get("done") or {})
@@ -143,11 +145,11 @@ class FileSource:
             meta["sha256"] = _sha256(path)
             if previous is not None and name not in done:
                 self.context.notices.append(f"{name} changed since it was loaded; reading it again")
-            skip = self._batches_done(resume, name, meta)
-            for number, batch in enumerate(self._read(path), start=1):
-                if number > skip:
-                    position = {"done": done, "file": name, "meta": meta, "batches": number}
-                    yield replace(batch, checkpoint={**position, "batch_size": self._size})
+            skip = self._read_before(resume, name, meta)
+            for number, batch in enumerate(self._read(path, skip), start=1):
+                # "read" is what resuming uses; "batches" (of this run, in this file) informs.
+                position = {"done": done, "file": name, "meta": meta, "read": batch.checkpoint}
+                yield replace(batch, checkpoint={**position, "batches": number})
             done = {**done, name: meta}
             self._loaded[name] = meta
         if unchanged:
@@ -160,19 +162,18 @@ class FileSource:
         """Every file loaded so far, by path: size, mtime and content hash."""
         return {FILES: self._loaded}
 
-    def _batches_done(self, resume: dict[str, Any], name: str, meta: FileMeta) -> int:
-        """How many batches of this file an interrupted run committed (0 if it changed since)."""
+    def _read_before(self, resume: dict[str, Any], name: str, meta: FileMeta) -> int:
+        """How far into this file an interrupted run committed (0 if the file changed since)."""
         if resume.get("file") != name:
             return 0
-        if resume.get("meta") != meta or resume.get("batch_size") != self._size:
+        if resume.get("meta") != meta or not isinstance(resume.get("read"), int):
             self.context.notices.append(
-                f"{name} changed (or batch_size did) since the interrupted run; reading it again "
-                "from the start"
+                f"{name} changed since the interrupted run; reading it again from the start"
             )
             return 0
-        return int(resume.get("batches", 0))
+        return int(resume["read"])
 
-    def _read(self, path: Path) -> Iterator[SourceBatch]:
+    def _read(self, path: Path, skip: int) -> Iterator[SourceBatch]:
         name = self._display(path)
         fmt = _format_of(path, self.options.format, name)
         gzipped = path.name.lower().endswith(".gz")
@@ -181,7 +182,9 @@ class FileSource:
             with (
                 _open(path, gzipped=gzipped) as (stream, consumed),
                 # Close the reader before its file, also when the consumer stops early.
-                closing(self._reader(fmt, stream, name, path=path, consumed=consumed)) as batches,
+                closing(
+                    self._reader(fmt, stream, name, path=path, consumed=consumed, skip=skip)
+                ) as batches,
             ):
                 yield from _all_bytes_counted(batches, size)
         except gzip.BadGzipFile as exc:
@@ -212,15 +215,20 @@ class FileSource:
         *,
         path: Path,
         consumed: Callable[[], int],
+        skip: int,
     ) -> Generator[SourceBatch, None, None]:
         # Readers are imported here so that validating a pipeline file does not load them.
         options, batch_size = self.options, self.context.batch_size
+        budget = self._budget
         if fmt == "parquet":
             from ladle.sources.parquet_reader import read_parquet
 
             # Parquet seeks; Arrow reads a plain file by path, faster than through Python.
             source = stream if isinstance(stream, gzip.GzipFile) else str(path)
-            return read_parquet(source, name, batch_size=batch_size, size=path.stat().st_size)
+            size = path.stat().st_size
+            return read_parquet(
+                source, name, batch_size=batch_size, size=size, budget=budget, skip=skip
+            )
         if fmt == "csv":
             from ladle.sources.csv_reader import read_csv
 
@@ -233,6 +241,8 @@ class FileSource:
                 quotechar=options.quotechar,
                 header=options.header,
                 consumed=consumed,
+                budget=budget,
+                skip=skip,
             )
         from ladle.sources.json_reader import read_json, read_jsonl
 
@@ -245,9 +255,17 @@ class FileSource:
                 records=options.records,
                 resource=self.context.resource,
                 consumed=consumed,
+                budget=budget,
+                skip=skip,
             )
         return read_jsonl(
-            stream, name, batch_size=batch_size, encoding=options.encoding, consumed=consumed
+            stream,
+            name,
+            batch_size=batch_size,
+            encoding=options.encoding,
+            consumed=consumed,
+            budget=budget,
+            skip=skip,
         )
 
     def _display(self, path: Path) -> str:

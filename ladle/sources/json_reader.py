@@ -1,6 +1,7 @@
 """Read JSON Lines (vectorized, per line only when a chunk needs it) and JSON documents.
 
-JSONL is read in chunks of ``batch_size`` physical lines. A chunk goes through
+JSONL is read in chunks of ``batch_size`` physical lines (fewer when a memory budget
+says so: see :mod:`ladle.memory`). A chunk goes through
 ``pl.read_ndjson`` in one call; only when that fails (a malformed line, a line that
 is not an object, types Polars cannot reconcile, bytes that are not UTF-8) is the chunk
 parsed line by line, so one bad line costs its chunk some speed and nothing else.
@@ -16,10 +17,10 @@ key, an explicit ``records:`` path, or a single object.
 from __future__ import annotations
 
 import codecs
-import itertools
 import json
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import IO, Any
 
 import ijson
@@ -28,6 +29,7 @@ from polars.datatypes import DataTypeClass
 
 from ladle.batch import SourceBatch, Unreadable
 from ladle.errors import SourceError
+from ladle.memory import BatchBudget
 from ladle.sources.decoding import (
     bad_byte_message,
     is_utf8,
@@ -108,44 +110,100 @@ def read_jsonl(
     batch_size: int,
     encoding: str,
     consumed: Callable[[], int],
+    budget: BatchBudget | None = None,
+    skip: int = 0,
 ) -> Generator[SourceBatch, None, None]:
-    """Yield one batch per chunk of ``batch_size`` lines; positions are ``name:LINE``."""
+    """Yield one batch per chunk of ``batch_size`` lines (or what ``budget`` allows);
+    positions are ``name:LINE``.
+
+    The first ``skip`` lines are passed over (a resumed run); each batch's checkpoint is
+    the number of lines read so far.
+    """
+    budget = budget or BatchBudget(batch_size)
     before = consumed()
-    for chunk in _chunks(stream, name, batch_size=batch_size, encoding=encoding):
+    for chunk in _chunks(stream, name, budget=budget, encoding=encoding, skip=skip):
         try:
             batch = _parse_fast(chunk, name) or _parse_lines(chunk, name)
         except ColumnClash as exc:
             raise SourceError(str(exc), position=f"{name}:{chunk.first_line}") from exc
         now = consumed()
         if batch.fetched:
-            yield SourceBatch(batch.frame, batch.positions, batch.unreadable, now - before)
+            read = chunk.first_line - 1 + len(chunk.lines)
+            yield SourceBatch(
+                batch.frame, batch.positions, batch.unreadable, now - before, checkpoint=read
+            )
             before = now
 
 
-def _chunks(stream: IO[bytes], name: str, *, batch_size: int, encoding: str) -> Iterator[_Chunk]:
+def _chunks(
+    stream: IO[bytes], name: str, *, budget: BatchBudget, encoding: str, skip: int
+) -> Iterator[_Chunk]:
     if is_utf8(encoding):
-        return _utf8_chunks(stream, batch_size)
-    return _decoded_chunks(stream, name, batch_size=batch_size, encoding=encoding)
+        return _utf8_chunks(stream, name, budget, skip=skip)
+    return _decoded_chunks(stream, name, budget=budget, encoding=encoding, skip=skip)
 
 
-def _utf8_chunks(stream: IO[bytes], batch_size: int) -> Iterator[_Chunk]:
+def _utf8_chunks(
+    stream: IO[bytes], name: str, budget: BatchBudget, *, skip: int
+) -> Iterator[_Chunk]:
     """Lines as they are in the file (Polars checks they are UTF-8), minus a byte order mark."""
-    lines: Iterator[bytes] = iter(stream)
-    first = next(lines, b"")
-    lines = itertools.chain([first.removeprefix(_BOM)] if first else [], lines)
-    line_no = 1
-    while batch := list(itertools.islice(lines, batch_size)):
-        yield _Chunk(line_no, batch)
-        line_no += len(batch)
+    line_no = _skipped(stream.readline, skip) + 1
+    limit = budget.max_record_bytes
+    # Two more than the limit: a record of exactly the limit still comes with its CRLF.
+    read = partial(stream.readline, -1 if limit is None else limit + 2)
+    while True:
+        lines: list[bytes] = []
+        size = 0
+        while not budget.full(len(lines), size) and (line := read()):
+            if line_no == 1 and not lines:
+                line = line.removeprefix(_BOM)
+            if limit is not None and len(line.rstrip(b"\r\n")) > limit:
+                position = f"{name}:{line_no + len(lines)}"
+                raise budget.too_large(_rest_of_line(stream.readline, line), position)
+            lines.append(line)
+            size += len(line)
+        if not lines:
+            return
+        yield _Chunk(line_no, lines)
+        line_no += len(lines)
+
+
+def _skipped(readline: Callable[[], Any], count: int) -> int:
+    """Read ``count`` lines and forget them; return how many there were."""
+    for done in range(count):
+        if not readline():
+            return done
+    return count
+
+
+def _rest_of_line(readline: Callable[[int], Any], start: bytes | str) -> int:
+    """How long a line too long to hold is: read on in pieces, each dropped once counted."""
+    size, piece = len(start), start
+    while piece and piece[-1:] not in (b"\n", "\n"):
+        piece = readline(1 << 20)
+        size += len(piece)
+    return size
 
 
 def _decoded_chunks(
-    stream: IO[bytes], name: str, *, batch_size: int, encoding: str
+    stream: IO[bytes], name: str, *, budget: BatchBudget, encoding: str, skip: int
 ) -> Iterator[_Chunk]:
     """Lines decoded from ``encoding`` and re-encoded as the UTF-8 that Polars reads."""
     with text_stream(stream, encoding, newline="\n") as text:
-        line_no = 1
-        while texts := list(itertools.islice(text, batch_size)):
+        line_no = _skipped(text.readline, skip) + 1
+        limit = budget.max_record_bytes
+        read = partial(text.readline, -1 if limit is None else limit + 2)
+        while True:
+            texts: list[str] = []
+            size = 0
+            while not budget.full(len(texts), size) and (line := read()):
+                if limit is not None and len(line.rstrip("\r\n")) > limit:
+                    position = f"{name}:{line_no + len(texts)}"
+                    raise budget.too_large(_rest_of_line(text.readline, line), position)
+                texts.append(line)
+                size += len(line)
+            if not texts:
+                return
             yield _decoded_chunk(texts, name, line_no=line_no, encoding=encoding)
             line_no += len(texts)
 
@@ -347,14 +405,22 @@ def read_json(
     records: str | None,
     resource: str,
     consumed: Callable[[], int],
+    budget: BatchBudget | None = None,
+    skip: int = 0,
 ) -> Generator[SourceBatch, None, None]:
-    """Stream the records of a JSON document; positions are ``name#KEY[INDEX]``."""
+    """Stream the records of a JSON document; positions are ``name#KEY[INDEX]``.
+
+    Batches hold ``batch_size`` records (or what ``budget`` allows); the first ``skip``
+    records are passed over (a resumed run), and each batch's checkpoint is the number of
+    records read so far.
+    """
     document = _Document(stream, encoding)
+    budget = budget or BatchBudget(batch_size)
     try:
         target = _find_target(document, name, records=records, resource=resource)
         document.rewind()
         count = yield from _stream_items(
-            document, name, target, batch_size=batch_size, consumed=consumed
+            document, name, target, budget=budget, consumed=consumed, skip=skip
         )
         if count == 0 and records is not None:
             document.rewind()
@@ -404,11 +470,16 @@ def _stream_items(
     name: str,
     target: _Target,
     *,
-    batch_size: int,
+    budget: BatchBudget,
     consumed: Callable[[], int],
+    skip: int,
 ) -> Generator[SourceBatch, None, int]:
-    """Yield the target's items in batches; return how many items there were."""
-    before = consumed()
+    """Yield the target's items in batches; return how many items there were.
+
+    Input is read ahead in pieces, so the bytes read while parsing an item only hint at
+    its size; an item they say may be too large is measured exactly.
+    """
+    before = last = consumed()
     index = 0
     records: list[dict[str, Any]] = []
     positions: list[str] = []
@@ -417,14 +488,22 @@ def _stream_items(
         for item in ijson.items(document, target.prefix, use_float=True):
             position = target.position(name, index)
             index += 1
+            now = consumed()
+            if budget.max_record_bytes is not None and now - last > budget.max_record_bytes:
+                # The input read says it may be too large; the item itself says exactly.
+                budget.check_record(len(to_json_text(item).encode()), position)
+            last = now
+            if index <= skip:
+                before = now
+                continue
             if isinstance(item, dict):
                 records.append(item)
                 positions.append(position)
             else:
                 unreadable.append(Unreadable(position, to_json_text(item), _not_an_object(item)))
-            if len(records) + len(unreadable) == batch_size:
-                now = consumed()
-                yield SourceBatch(records_to_frame(records), positions, unreadable, now - before)
+            if budget.full(len(records) + len(unreadable), now - before):
+                frame = records_to_frame(records)
+                yield SourceBatch(frame, positions, unreadable, now - before, checkpoint=index)
                 before, records, positions, unreadable = now, [], [], []
     except ijson.JSONError as exc:
         raise SourceError(
@@ -432,7 +511,8 @@ def _stream_items(
             position=target.position(name, index),
         ) from exc
     if records or unreadable:
-        yield SourceBatch(records_to_frame(records), positions, unreadable, consumed() - before)
+        frame = records_to_frame(records)
+        yield SourceBatch(frame, positions, unreadable, consumed() - before, checkpoint=index)
     return index
 
 

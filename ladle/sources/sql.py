@@ -139,7 +139,9 @@ class SqlSource:
                 ) as result:
                     reader = _Reader(self, result.cursor.description, engine.dialect, columns)
                     doing = "reading the first rows"
-                    while rows := result.fetchmany(size):
+                    budget = self.context.budget
+                    # Under memory_limit_mb the pipeline may change the rows per batch.
+                    while rows := result.fetchmany(budget.rows if budget else size):
                         yield reader.batch(rows)
                         doing = f"reading the rows after row {reader.row}"
         except sa.exc.SQLAlchemyError as exc:

@@ -281,8 +281,15 @@ def _parents(resources: Sequence[Resource]) -> dict[str, set[str]]:
             for parent in loaders.get(table, set())
             if parent != res.name
         }
+        | _read_parent(res, {r.name for r in resources})
         for res in resources
     }
+
+
+def _read_parent(res: Resource, names: set[str]) -> set[str]:
+    """The resource whose records a ``children`` source reads: it loads first."""
+    parent = getattr(res.source_options, "of", None) if res.source_type == "children" else None
+    return {parent} if parent in names else set()
 
 
 def _cycle(waiting: list[Resource], parents: dict[str, set[str]]) -> ConfigError:
@@ -296,15 +303,25 @@ def _cycle(waiting: list[Resource], parents: dict[str, set[str]]) -> ConfigError
             cycle = path[path.index(step) :]
             break
         path.append(step)
-    first = min(cycle, key=order.index)
+    # Start at an fk check: a cycle may also pass through a children source's `of:`.
+    checks = [
+        name
+        for name, following in zip(cycle, [*cycle[1:], cycle[0]], strict=True)
+        if normalize_name(waiting[order.index(following)].table)
+        in {t for _, t in referenced_tables(waiting[order.index(name)])}
+    ]
+    first = min(checks, key=order.index)
     cycle = cycle[cycle.index(first) :] + cycle[: cycle.index(first)]
     res = waiting[order.index(first)]
     following = waiting[order.index(cycle[1])]
     index = next(i for i, t in referenced_tables(res) if t == normalize_name(following.table))
     file, _, line = res.steps[index].where.rpartition(":")
     shown = " -> ".join([*cycle, cycle[0]])
+    each = "checks keys in the next one's table"
+    if len(checks) < len(cycle):
+        each += " or reads its records (children)"
     return ConfigError(
-        f"fk checks form a cycle: {shown} (each checks keys in the next one's table, so "
+        f"fk checks form a cycle: {shown} (each {each}, so "
         "none of them can load first); remove one of these checks",
         file=file,
         line=int(line),
