@@ -19,9 +19,9 @@ demo: $(STAMP)
 		../../$(BIN)/ladle run pipeline.yaml && ../../$(BIN)/ladle runs pipeline.yaml --last 3
 
 lint: $(STAMP)
-	$(BIN)/ruff check ladle tests examples bench
-	$(BIN)/ruff format --check ladle tests examples bench
-	$(BIN)/mypy ladle tests
+	$(BIN)/ruff check ladle tests examples bench docs
+	$(BIN)/ruff format --check ladle tests examples bench docs
+	$(BIN)/mypy ladle tests docs/gen_reference.py
 
 test: lint chromium
 	$(BIN)/pytest

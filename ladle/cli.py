@@ -502,6 +502,12 @@ def ui(file: Path, host: str, port: int, destination: str | None, open_browser: 
 @click.option("--batch-size", type=int, help="Entries per read (default the resource's).")
 @click.option("--metrics-port", type=int, help="Serve /metrics and /health on this port.")
 @click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address for /metrics and /health (0.0.0.0 for a scraper or probe on another host).",
+)
+@click.option(
     "--idle-exit",
     type=float,
     help="Stop after the stream has been empty this many seconds (default: run until stopped).",
@@ -514,6 +520,7 @@ def worker(
     destination: str | None,
     batch_size: int | None,
     metrics_port: int | None,
+    metrics_host: str,
     idle_exit: float | None,
 ) -> None:
     """Consume FILE's stream resource: steps, load, then acknowledge; SIGTERM stops cleanly."""
@@ -530,7 +537,7 @@ def worker(
         if metrics_port is not None:
             from ladle.serve import serve_in_background, worker_app
 
-            serve_in_background(worker_app(consumer_), port=metrics_port)
+            serve_in_background(worker_app(consumer_), port=metrics_port, host=metrics_host)
         with consumer_.signals():
             entry = consumer_.run()
     c = entry.counts

@@ -19,16 +19,29 @@ class ColumnSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     type: ColumnType | None = None
+    """The column's type; not set: inferred from the data. A value that does not parse
+    quarantines its record (rule ``type``)."""
     required: bool = False
+    """Reject a record whose value is null or blank text."""
     in_: list[Any] | None = Field(default=None, alias="in")
+    """The allowed values; any other value is rejected."""
     min: float | str | None = None
+    """The smallest allowed value, for numbers, dates and timestamps."""
     max: float | str | None = None
+    """The largest allowed value, for numbers, dates and timestamps."""
     min_length: int | None = Field(default=None, ge=0)
+    """The shortest allowed text, in characters."""
     max_length: int | None = Field(default=None, ge=0)
+    """The longest allowed text, in characters."""
     regex: str | None = None
+    """A regular expression the text must contain a match of (``^...$`` for the whole value)."""
     unique: bool = False
+    """Reject a value already seen in this run (memory grows with the distinct values)."""
     formats: list[str] = Field(default_factory=list)
+    """Extra strftime formats for dates and timestamps, tried after ISO 8601 and before
+    epoch seconds or milliseconds."""
     timezone: str | None = None
+    """IANA zone for this column's naive values; not set: the pipeline's ``timezone``."""
 
     @field_validator("type", mode="before")
     @classmethod

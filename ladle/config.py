@@ -51,13 +51,28 @@ class ResourceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: dict[str, Any]
+    """Where records come from: a mapping whose ``type:`` picks the kind of source (``file``
+    when left out); its other keys are that type's own."""
     table: str | None = None
+    """The destination table; not set: the resource's name, snake_cased."""
     primary_key: list[str] = Field(default_factory=list)
+    """The column, or list of columns, that identifies a row; needed by ``write: merge``.
+    Key columns are implicitly ``required``."""
     write: WriteMode = WriteMode.APPEND
+    """``append`` inserts every row; ``replace`` loads a new table and swaps it in
+    atomically; ``merge`` upserts on ``primary_key``, counting inserted, updated and
+    unchanged rows exactly, and leaves unchanged rows as they are."""
     columns: dict[str, ColumnSpec] = Field(default_factory=dict)
+    """Declared columns by name: a type and constraints, or only the type
+    (``amount: decimal(12,2)``). Columns not declared are inferred from the data."""
     steps: list[dict[str, Any]] = Field(default_factory=list)
+    """Transformations of each batch, in order; each is a mapping with one key, the step's
+    name, whose value holds its options (see Steps)."""
     batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1)
+    """Records per batch: what the source reads and the steps see at a time."""
     incremental: IncrementalSpec | None = None
+    """Fetch only the records whose cursor is past the mark the last successful run left;
+    not with ``write: replace``."""
     commit_every: int | None = Field(default=None, ge=1)
     """Commit the load in chunks of about this many records, each with its checkpoint."""
     freshness: FreshnessSpec | None = None
@@ -87,13 +102,21 @@ class PipelineSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     pipeline: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+    """The pipeline's name, as the ledger records it: letters, digits, ``_`` and ``-``."""
     destination: str | None = None
+    """``duckdb:///relative/path.duckdb`` (``duckdb:////absolute/path.duckdb``; query
+    parameters are DuckDB settings) or ``postgresql://user@host:5432/db?schema=name``;
+    not set: ``duckdb:///<pipeline>.duckdb`` in the working directory. Keep a URL with a
+    password in the environment: ``${DATABASE_URL}``."""
     timezone: str = "UTC"
+    """IANA zone for naive datetimes cast to ``timestamptz`` (unless a column names its
+    own), and the session zone of ``derive`` expressions."""
     resources: dict[str, ResourceSpec] = Field(min_length=1)
+    """The resources to load, by name: each loads one table."""
     freshness: FreshnessSpec | None = None
     """How old each resource's last successful load may be (``ladle status``)."""
     memory_limit_mb: int | None = None
-    """The most memory a run may take; batches adapt to stay under it."""
+    """The most memory a run may take, in MB (at least 128); batches adapt to stay under it."""
 
     _limit = field_validator("memory_limit_mb")(check_limit)
 

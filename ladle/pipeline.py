@@ -241,7 +241,7 @@ class Pipeline:
                 # Every resource of the run is in the ledger from the start: a run killed
                 # before reaching one shows it as died, not as never attempted.
                 for res in selected:
-                    _record(destination, _entry(self.config, res, summary.run_id, QUEUED))
+                    record_entry(destination, run_entry(self.config, res, summary.run_id, QUEUED))
             for res in selected:
                 observer.resource_started(res.name)
                 memory = _governor(self.config, res)
@@ -298,7 +298,15 @@ def _governor(config: PipelineConfig, res: Resource) -> MemoryGovernor | None:
     return MemoryGovernor(limit, res.spec.batch_size, resource=res.name)
 
 
-def _entry(config: PipelineConfig, res: Resource, run_id: str, status: str) -> RunEntry:
+def run_entry(
+    config: PipelineConfig,
+    res: Resource,
+    run_id: str,
+    status: str,
+    *,
+    replay_of: str | None = None,
+) -> RunEntry:
+    """The ledger row of ``res`` in run ``run_id`` (a replay's names the run it replays)."""
     return RunEntry(
         run_id=run_id,
         pipeline=config.name,
@@ -308,6 +316,7 @@ def _entry(config: PipelineConfig, res: Resource, run_id: str, status: str) -> R
         config_hash=config.config_hash,
         ladle_version=ladle_version(),
         status=status,
+        replay_of=replay_of,
     )
 
 
@@ -320,7 +329,7 @@ def _run_resource(
     higher count at the end is logged as a leak and written to the ledger row.
     """
     res = run.res
-    entry = _entry(run.config, res, run.run_id, RUNNING)
+    entry = run_entry(run.config, res, run.run_id, RUNNING)
     if destination is None:
         return _load_resource(run, None, entry, observer)
     before = destination.connections_in_use()
@@ -331,7 +340,7 @@ def _run_resource(
     if after > before:
         entry.leaked_connections = after - before
         log.warning("connection leak", resource=res.name, leaked=entry.leaked_connections)
-        _record(destination, entry)
+        record_entry(destination, entry)
     return result
 
 
@@ -388,7 +397,7 @@ def _load_resource(
             entry.status, entry.error = FAILED, message
             entry.finished_at = _now()
             entry.peak_memory_mb = peak_memory_mb()
-            _record(destination, entry)
+            record_entry(destination, entry)
         if not isinstance(exc, LadleError):
             raise
         seconds = time.monotonic() - started
@@ -413,7 +422,7 @@ def _check_strict(run: _ResourceRun, reports: list[Report]) -> None:
         )
 
 
-def _record(destination: Destination, entry: RunEntry) -> None:
+def record_entry(destination: Destination, entry: RunEntry) -> None:
     """Write a ledger row outside the load; if even that fails, say so in the log."""
     try:
         destination.record_run(entry)
@@ -526,7 +535,7 @@ def _stream(
         counts.bytes_read += read.bytes_read
         counts.deduplicated += deduplicated
         counts.quarantined += quarantined.height
-        staged = frame.with_columns((pl.col(ROW).cast(pl.Int64) + seq).alias(SEQ)).drop(ROW)
+        staged = sequenced(frame, seq)
         seq += batch.frame.height
         ready += staged.height
         if committer is not None:
@@ -571,6 +580,12 @@ def process_batch(
         ]
     )
     return frame, quarantined, deduplicated
+
+
+def sequenced(frame: pl.DataFrame, seq: int) -> pl.DataFrame:
+    """A batch's rows as staged: the row's index in its batch (``ROW``) becomes its order in
+    the whole load (``SEQ``), counted on from ``seq``."""
+    return frame.with_columns((pl.col(ROW).cast(pl.Int64) + seq).alias(SEQ)).drop(ROW)
 
 
 class _Committer:
@@ -686,16 +701,20 @@ class _Committer:
         return self._load
 
     def _merge(self) -> Load:
-        """Merge what is staged, add the database's counts, and check the invariant."""
         load = self._current()
-        result = load.finish()
-        counts = self._entry.counts
-        counts.inserted += result.inserted
-        counts.updated += result.updated
-        counts.unchanged += result.unchanged
-        counts.deduplicated += result.deduplicated
-        counts.verify(self._run.res.name)
+        finish_load(load, self._entry.counts, self._run.res.name)
         return load
+
+
+def finish_load(load: Load, counts: Counts, resource: str) -> None:
+    """Merge what is staged, add the database's counts, and check the invariant (before
+    any commit, so a ledger that does not balance commits nothing)."""
+    result = load.finish()
+    counts.inserted += result.inserted
+    counts.updated += result.updated
+    counts.unchanged += result.unchanged
+    counts.deduplicated += result.deduplicated
+    counts.verify(resource)
 
 
 def build_steps(

@@ -18,13 +18,11 @@ import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
 from typing import Any
 
-import polars as pl
 import structlog
 
-from ladle.batch import ROW, SEQ, Counts, SourceBatch, Unreadable
+from ladle.batch import Counts, SourceBatch, Unreadable
 from ladle.config import Resource, WriteMode
 from ladle.destinations import Destination, Load, LoadTarget, connect, mask
 from ladle.errors import LadleError
@@ -34,10 +32,13 @@ from ladle.pipeline import (
     ResourceResult,
     RunSummary,
     build_steps,
-    ladle_version,
+    finish_load,
     load_target,
     peak_memory_mb,
     process_batch,
+    record_entry,
+    run_entry,
+    sequenced,
 )
 from ladle.quarantine import QUARANTINE
 from ladle.sources.flatten import ColumnClash, records_to_frame
@@ -155,17 +156,7 @@ def _replay_resource(
 ) -> ResourceResult:
     """One resource's replay in one transaction: load, re-quarantine, discard, ledger."""
     config = pipeline.config
-    entry = RunEntry(
-        run_id=run_id,
-        pipeline=config.name,
-        resource=res.name,
-        table_name=res.table,
-        write_mode=res.spec.write.value,
-        config_hash=config.config_hash,
-        ladle_version=ladle_version(),
-        status=RUNNING,
-        replay_of=of,
-    )
+    entry = run_entry(config, res, run_id, RUNNING, replay_of=of)
     started = time.monotonic()
     load: Load | None = None
     try:
@@ -185,7 +176,7 @@ def _replay_resource(
         entry.counts = Counts(bytes_read=entry.counts.bytes_read)
         entry.status, entry.error, entry.finished_at = FAILED, message, _now()
         entry.peak_memory_mb = peak_memory_mb()
-        _record(dest, entry)
+        record_entry(dest, entry)
         if not isinstance(exc, LadleError):
             raise
         seconds = time.monotonic() - started
@@ -217,11 +208,13 @@ def _load(
     for batch in _batches(rows, res.spec.batch_size):
         frame, quarantined, deduplicated = process_batch(res, steps, batch)
         if res.source_type == "redis_stream" and res.spec.write is WriteMode.APPEND:
-            frame = _with_message_ids(frame, batch)
+            from ladle.worker import with_message_ids
+
+            frame = with_message_ids(frame, batch)
         counts.fetched += batch.fetched
         counts.deduplicated += deduplicated
         counts.quarantined += quarantined.height
-        staged = frame.with_columns((pl.col(ROW).cast(pl.Int64) + seq).alias(SEQ)).drop(ROW)
+        staged = sequenced(frame, seq)
         seq += batch.frame.height
         ready += staged.height
         load.stage(staged)
@@ -229,12 +222,7 @@ def _load(
     for _, step in steps:
         if isinstance(step, FinishingStep):
             step.finish()
-    result = load.finish()
-    counts.inserted += result.inserted
-    counts.updated += result.updated
-    counts.unchanged += result.unchanged
-    counts.deduplicated += result.deduplicated
-    counts.verify(res.name)
+    finish_load(load, counts, res.name)
     return ready
 
 
@@ -302,18 +290,11 @@ def _json(value: Any) -> Any:
 
 def _target(target: LoadTarget, res: Resource) -> LoadTarget:
     """As ``ladle worker`` loads an appending stream resource: merged on the entry id."""
-    if res.source_type == "redis_stream" and res.spec.write is WriteMode.APPEND:
-        from ladle.worker import MESSAGE_ID
+    if res.source_type == "redis_stream":
+        from ladle.worker import stream_target
 
-        return replace(target, write=WriteMode.MERGE, primary_key=(MESSAGE_ID,))
+        return stream_target(target, res)
     return target
-
-
-def _with_message_ids(frame: pl.DataFrame, batch: SourceBatch) -> pl.DataFrame:
-    from ladle.worker import MESSAGE_ID
-
-    ids = pl.Series(MESSAGE_ID, batch.positions, dtype=pl.String)
-    return frame.with_columns(ids.gather(frame.get_column(ROW)))
 
 
 def _rollback(load: Load, res: Resource) -> None:
@@ -321,13 +302,6 @@ def _rollback(load: Load, res: Resource) -> None:
         load.rollback()
     except LadleError as exc:
         log.warning("rollback failed", resource=res.name, error=str(exc))
-
-
-def _record(dest: Destination, entry: RunEntry) -> None:
-    try:
-        dest.record_run(entry)
-    except LadleError as exc:
-        log.warning("could not write the ledger", resource=entry.resource, error=str(exc))
 
 
 def _now() -> Any:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import structlog
 
-from ladle.batch import ROW, SEQ, SourceBatch, Unreadable
+from ladle.batch import ROW, SourceBatch, Unreadable
 from ladle.config import PipelineConfig, Resource, WriteMode
 from ladle.destinations import Destination, LoadTarget, connect
 from ladle.errors import DestinationError, LadleError, SourceError
@@ -39,10 +39,12 @@ from ladle.metrics import Metrics
 from ladle.pipeline import (
     Pipeline,
     build_steps,
+    finish_load,
     ladle_version,
     load_target,
     peak_memory_mb,
     process_batch,
+    sequenced,
 )
 from ladle.quarantine import rows_from_unreadable
 from ladle.sources.flatten import records_to_frame
@@ -109,7 +111,7 @@ class Worker:
         self.steps: list[tuple[str, Step]] = []
         self.url = pipeline.destination_url(self.options.destination)
         self.run_id = uuid.uuid4().hex[:12]
-        self.target = _target(load_target(self.config, self.res, []), self.res)
+        self.target = stream_target(load_target(self.config, self.res, []), self.res)
         self.entry = RunEntry(
             run_id=self.run_id,
             pipeline=self.config.name,
@@ -135,7 +137,7 @@ class Worker:
         destination = connect(self.url, base_dir=self.config.base_dir)
         try:
             self.steps = build_steps(self.config, self.res, destination)
-            self.target = _target(load_target(self.config, self.res, self.steps), self.res)
+            self.target = stream_target(load_target(self.config, self.res, self.steps), self.res)
             ensure_group(client, self.source)
             destination.record_run(self.entry)
             log.info("worker started", resource=self.res.name, consumer=self.consumer)
@@ -323,10 +325,8 @@ class Worker:
         batch = self._decode(entries)
         frame, quarantined, deduplicated = process_batch(self.res, self.steps, batch)
         if self.res.spec.write is WriteMode.APPEND:
-            # Added after the steps, which must neither see nor rename it.
-            ids = pl.Series(MESSAGE_ID, batch.positions, dtype=pl.String)
-            frame = frame.with_columns(ids.gather(frame.get_column(ROW)))
-        staged = frame.with_columns((pl.col(ROW).cast(pl.Int64) + self._seq).alias(SEQ)).drop(ROW)
+            frame = with_message_ids(frame, batch)
+        staged = sequenced(frame, self._seq)
         counts = replace(self.entry.counts)
         counts.fetched += batch.fetched
         counts.deduplicated += deduplicated
@@ -335,12 +335,7 @@ class Worker:
         try:
             load.stage(staged)
             load.write_quarantine(quarantined, run_id=self.run_id, resource=self.res.name)
-            result = load.finish()
-            counts.inserted += result.inserted
-            counts.updated += result.updated
-            counts.unchanged += result.unchanged
-            counts.deduplicated += result.deduplicated
-            counts.verify(self.res.name)
+            finish_load(load, counts, self.res.name)
             load.write_ledger(replace(self.entry, counts=counts))
             load.commit()
         except BaseException:
@@ -450,11 +445,18 @@ def _stream_resource(config: PipelineConfig, name: str | None) -> Resource:
     return next(iter(streams.values()))
 
 
-def _target(target: LoadTarget, res: Resource) -> LoadTarget:
+def stream_target(target: LoadTarget, res: Resource) -> LoadTarget:
     """Append becomes a merge on the entry id, so a redelivered entry inserts nothing."""
     if res.spec.write is WriteMode.APPEND:
         return replace(target, write=WriteMode.MERGE, primary_key=(MESSAGE_ID,))
     return target
+
+
+def with_message_ids(frame: pl.DataFrame, batch: SourceBatch) -> pl.DataFrame:
+    """Each row's entry id (what ``stream_target`` merges on), added after the steps, which
+    must neither see nor rename it."""
+    ids = pl.Series(MESSAGE_ID, batch.positions, dtype=pl.String)
+    return frame.with_columns(ids.gather(frame.get_column(ROW)))
 
 
 def _redis(doing: str, options: RedisStreamOptions, call: Callable[[], Any]) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ from ladle.sources.sql import SqlOptions
 from ladle.status import FreshnessSpec
 from ladle.steps import registry
 
-README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def _keys(model: type[BaseModel]) -> list[str]:
@@ -66,3 +68,43 @@ def test_every_command_is_documented() -> None:
     commands = list(main.commands)
     missing = [name for name in commands if f"`ladle {name}" not in README]
     assert missing == []
+
+
+def test_reference_is_current() -> None:
+    """docs/reference.md is what the models generate, and every key it lists has a docstring."""
+    from ladle.docs_reference import COMMAND, render, undocumented
+
+    assert undocumented() == [], f"give each of these a docstring, then run `{COMMAND}`"
+    committed = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
+    assert render() == committed, f"docs/reference.md is out of date: run `{COMMAND}`"
+
+
+def _anchors(page: Path) -> set[str]:
+    """Anchors a page offers on GitHub and in MkDocs alike: explicit ids, and headings whose
+    slug both compute the same way."""
+    text = page.read_text(encoding="utf-8")
+    found = set(re.findall(r'<a id="([^"]+)"></a>', text))
+    for heading in re.findall(r"^#{1,6} (.+)$", text, re.MULTILINE):
+        plain = heading.replace("`", "").strip().lower()
+        github = re.sub(r"[^\w\- ]", "", plain).replace(" ", "-")
+        mkdocs = re.sub(r"[-\s]+", "-", re.sub(r"[^\w\s-]", "", plain).strip())
+        if github == mkdocs:
+            found.add(github)
+    return found
+
+
+def test_docs_links_resolve() -> None:
+    """Every relative link in docs/ names a file that exists, and an anchor its page has."""
+    docs = ROOT / "docs"
+    broken = []
+    for page in sorted(docs.rglob("*.md")):
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            if "://" in target:
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+            elif anchor and docs in linked.parents and anchor not in _anchors(linked):
+                broken.append(f"{page.relative_to(ROOT)}: {target} (no such anchor)")
+    assert broken == []

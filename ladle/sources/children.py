@@ -37,6 +37,7 @@ from ladle.errors import SourceError
 from ladle.schema import Kind, normalize_name
 from ladle.sources import Source, SourceContext, StatefulSource
 from ladle.sources.flatten import SEPARATOR, records_to_frame, to_json_text
+from ladle.sources.json_reader import json_kind
 from ladle.steps.datetimes import DatetimeParser
 
 log = structlog.get_logger("ladle")
@@ -214,7 +215,7 @@ class ChildrenSource:
     ) -> None:
         if not isinstance(item, dict):
             message = (
-                f"an element of {self.options.path} must be a JSON object, found {_kind(item)}"
+                f"an element of {self.options.path} must be a JSON object, found {json_kind(item)}"
             )
             group.unreadable.append(Unreadable(where, to_json_text(item), message))
             return
@@ -395,7 +396,7 @@ def _as_list(value: Any) -> tuple[list[Any] | None, str | None]:
             return None, "a string"
     if isinstance(value, list):
         return value, None
-    return None, _kind(value)
+    return None, json_kind(value)
 
 
 def _names(value: Any, lookup: NameLookup) -> dict[str, Any]:
@@ -424,20 +425,6 @@ def _get(record: dict[str, Any], path: tuple[str, ...]) -> Any:
 def _id(value: Any) -> str:
     """Ids compare as text, so that ``42`` finds ``"42"``."""
     return value if isinstance(value, str) else to_json_text(value)
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "null"
 
 
 def _child_position(parent: str, path: str) -> str:

@@ -52,15 +52,15 @@ class FileOptions(BaseModel):
     path: str
     """A path or glob, relative to the pipeline file's directory; matches are read sorted."""
     format: Format | None = None
-    """None: from the extension, after stripping ``.gz``."""
+    """Not set: from the extension, after stripping ``.gz``."""
     records: str | None = None
     """JSON documents: the dotted path of the array of records, e.g. ``payload.facilities``."""
     encoding: str = "utf-8"
     """Text encoding; UTF-8 also strips a byte order mark."""
     delimiter: str | None = None
-    """CSV: None sniffs it from the start of the file, falling back to ``,``."""
+    """CSV: the field separator; not set: sniffed from the start of the file, else ``,``."""
     quotechar: str | None = None
-    """CSV: None sniffs it from the start of the file, falling back to ``"``."""
+    """CSV: the quote character; not set: sniffed from the start of the file, else ``"``."""
     header: bool = True
     """CSV: whether the first row names the columns (else ``column_1``, ``column_2``...)."""
 

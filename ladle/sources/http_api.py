@@ -5,7 +5,8 @@ explicit (``paginate: {style: ...}``); each batch's checkpoint is what the next 
 needs, so a resumed run starts at the first page not committed and never fetches a
 committed page again. Transient failures (timeouts, connection errors, 429, 5xx)
 retry with exponential backoff and jitter, honouring ``Retry-After``; a run of
-consecutive failures across the whole source opens a circuit and stops the run.
+consecutive failures across the whole source opens a circuit and stops the run
+(:mod:`ladle.sources.http_retry`).
 
 Secrets live in headers (``Authorization: "Bearer ${TOKEN}"``) or query parameters;
 neither is logged, and every URL in a message or a position is shown without
@@ -15,34 +16,29 @@ userinfo or query string, apart from the pagination parameter itself.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlencode, urlsplit
 
-import structlog
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ladle.batch import SourceBatch, Unreadable
 from ladle.errors import SourceError
 from ladle.sources import CursorValue, SourceContext
 from ladle.sources.flatten import ColumnClash, records_to_frame, to_json_text
+from ladle.sources.http_retry import RetryingClient, body_snippet, shown_url
+from ladle.sources.json_reader import json_kind, not_an_object
 
 if TYPE_CHECKING:
     import httpx
-    from tenacity import RetryCallState
-
-log = structlog.get_logger("ladle")
 
 State = dict[str, Any]
 """Where pagination stands: the next request's parameters, JSON-serialisable (a checkpoint)."""
 
 # The same keys a JSON file's records are looked for under (ladle.sources.json_reader).
 _ARRAY_KEYS = ("data", "items", "records", "results")
-_SNIPPET = 200
 
 
 # ---------------------------------------------------------------------------------------
@@ -55,7 +51,7 @@ class _Paging(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_pages: int | None = Field(default=None, ge=1)
-    """Stop after this many pages in one run (a safety net; None: until the API says so)."""
+    """Stop after this many pages in one run (a safety net; not set: until the API says so)."""
 
     def accepts(self, state: Mapping[str, Any]) -> bool:
         """Whether a stored checkpoint has the shape this style writes."""
@@ -252,7 +248,7 @@ class HttpOptions(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     """Request headers, e.g. ``Authorization: "Bearer ${TOKEN}"``; never logged."""
     records: str | None = None
-    """Dotted path of the array of records in the body; None: auto-detect as for JSON files."""
+    """Dotted path of the array of records in the body; not set: found as for JSON files."""
     paginate: Paginate = Field(default_factory=NoPaging)
     """How to get the next page: ``style:`` none, page, offset, cursor or link."""
     cursor_param: str | None = None
@@ -269,7 +265,7 @@ class HttpOptions(BaseModel):
     def _http_url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http:// or https:// URL, got {_shown(value)!r}")
+            raise ValueError(f"must be an http:// or https:// URL, got {shown_url(value)!r}")
         return value
 
 
@@ -309,7 +305,7 @@ class HttpSource:
         state: State | None = self._first_state()
         pages = 0
         unreported = 0  # bytes of pages that held no record, counted on the next batch
-        with _Client(self.options) as client:
+        with RetryingClient(self.options) as client:
             while state is not None:
                 url = self._request_url(state)
                 where = self._where(url, state)
@@ -341,7 +337,7 @@ class HttpSource:
                 f"the stored checkpoint {to_json_text(resume)} does not fit "
                 f"`paginate: {{style: {paging.style}}}` (was the pagination changed?); "
                 "run with --full-refresh to start over",
-                position=_shown(self.options.url),
+                position=shown_url(self.options.url),
             )
         return dict(resume)
 
@@ -353,9 +349,9 @@ class HttpSource:
         origin = httpx.URL(self.options.url)
         if (url.scheme, url.host, url.port) != (origin.scheme, origin.host, origin.port):
             raise SourceError(
-                f"the next page's link points to another site ({_shown(str(url))}); ladle "
+                f"the next page's link points to another site ({shown_url(str(url))}); ladle "
                 "follows links only on the site of `url`, so that headers go nowhere else",
-                position=_shown(self.options.url),
+                position=shown_url(self.options.url),
             )
         present = set(url.params.keys())
         params = {k: v for k, v in self._base_params.items() if k not in present}
@@ -391,13 +387,13 @@ class HttpSource:
     # -- responses -----------------------------------------------------------------------
 
     def _page(self, response: httpx.Response, where: str) -> _Page:
-        shown = f"GET {_shown(str(response.request.url))}"
+        shown = f"GET {shown_url(str(response.request.url))}"
         try:
             body = json.loads(response.content)
         except ValueError:  # JSONDecodeError, and UnicodeDecodeError for bytes that are no text
             kind = response.headers.get("content-type", "no content type")
             raise SourceError(
-                f"{shown} returned a body that is not JSON ({kind}): {_snippet(response)}",
+                f"{shown} returned a body that is not JSON ({kind}): {body_snippet(response)}",
                 position=where,
             ) from None
         next_link = None
@@ -412,7 +408,7 @@ class HttpSource:
             found, value = _dig(body, path)
             if isinstance(value, list):
                 return value
-            what = "is not in the response" if not found else f"is {_kind(value)}, not an array"
+            what = "is not in the response" if not found else f"is {json_kind(value)}, not an array"
             raise SourceError(
                 f"{shown}: records: {path!r} {what}; "
                 "set `records:` to the dotted path of the array of records",
@@ -434,7 +430,7 @@ class HttpSource:
                 position=where,
             )
         raise SourceError(
-            f"{shown}: the response is {_kind(body)}, not an array or object of records",
+            f"{shown}: the response is {json_kind(body)}, not an array or object of records",
             position=where,
         )
 
@@ -468,8 +464,7 @@ def _batch(
             records.append(item)
             positions.append(position)
         else:
-            message = f"a record must be a JSON object, found {_kind(item)}"
-            unreadable.append(Unreadable(position, to_json_text(item), message))
+            unreadable.append(Unreadable(position, to_json_text(item), not_an_object(item)))
     try:
         frame = records_to_frame(records)
     except ColumnClash as exc:
@@ -478,175 +473,7 @@ def _batch(
 
 
 # ---------------------------------------------------------------------------------------
-# Retries and the circuit breaker
-
-
-class _Transient(Exception):
-    """A failed attempt worth another: a timeout, a lost connection, 429 or 5xx."""
-
-    def __init__(self, detail: str, retry_after: float | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.retry_after = retry_after
-
-
-class _Client:
-    """One httpx client for the source, with the retry policy and the circuit breaker.
-
-    The breaker counts failed attempts since the last success, across every request
-    of the source: it trips even when each request alone would still be retried.
-    """
-
-    def __init__(self, options: HttpOptions) -> None:
-        import httpx
-        from tenacity import wait_exponential, wait_random
-
-        # Redirects are not followed: httpx would forward every header but Authorization to
-        # another site (an X-Api-Key with it); a redirect is reported with where it points.
-        self._http = httpx.Client(headers=options.headers, timeout=options.timeout)
-        self._options = options
-        self._failures = 0
-        retry = options.retry
-        # initial, 2 x initial, 4 x initial... plus up to `initial` of jitter, so that
-        # clients failing together do not retry together.
-        self._backoff = wait_exponential(multiplier=retry.initial, max=retry.max) + wait_random(
-            0, retry.initial
-        )
-
-    def __enter__(self) -> _Client:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._http.close()
-
-    def get(self, url: httpx.URL, where: str) -> httpx.Response:
-        """The response to a GET, after retries; raises SourceError when it cannot be had."""
-        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
-
-        retry = self._options.retry
-        retrying = Retrying(
-            stop=stop_after_attempt(retry.attempts),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Transient),
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
-        try:
-            return retrying(self._attempt, url, where)
-        except _Transient as exc:
-            raise SourceError(
-                f"gave up after {retry.attempts} attempts: GET {_shown(str(url))} ({exc.detail})",
-                position=where,
-            ) from exc
-
-    def _attempt(self, url: httpx.URL, where: str) -> httpx.Response:
-        import httpx
-
-        try:
-            response = self._http.get(url)
-        except httpx.TimeoutException as exc:
-            raise self._failed(url, where, f"last error: timed out, {type(exc).__name__}") from exc
-        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise self._failed(url, where, f"last error: {type(exc).__name__}: {exc}") from exc
-        except httpx.HTTPError as exc:
-            raise SourceError(
-                f"GET {_shown(str(url))} failed: {type(exc).__name__}: {exc}", position=where
-            ) from exc
-        status = response.status_code
-        if status == 429 or status >= 500:  # noqa: PLR2004 - Too Many Requests
-            retry_after = _retry_after(response.headers.get("retry-after"))
-            raise self._failed(url, where, f"last status {status}", retry_after)
-        if not response.is_success:
-            raise SourceError(_refusal(response), position=where)
-        self._failures = 0
-        return response
-
-    def _failed(
-        self, url: httpx.URL, where: str, detail: str, retry_after: float | None = None
-    ) -> Exception:
-        """Count a failed attempt: a retryable error, or the circuit opening."""
-        self._failures += 1
-        limit = self._options.circuit_breaker.failures
-        if self._failures >= limit:
-            return SourceError(
-                f"circuit open after {limit} consecutive failures: GET {_shown(str(url))} "
-                f"({detail})",
-                position=where,
-            )
-        return _Transient(detail, retry_after)
-
-    def _wait(self, state: RetryCallState) -> float:
-        """``Retry-After`` when the server sent one, else exponential backoff with jitter."""
-        retry = self._options.retry
-        failure = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(failure, _Transient) and failure.retry_after is not None:
-            return min(failure.retry_after, retry.max)
-        return min(float(self._backoff(state)), retry.max)
-
-    def _log_retry(self, state: RetryCallState) -> None:
-        failure = state.outcome.exception() if state.outcome is not None else None
-        url, where = state.args
-        log.warning(
-            "http retry",
-            url=_shown(str(url)),
-            page=where,
-            attempt=state.attempt_number,
-            attempts=self._options.retry.attempts,
-            reason=failure.detail if isinstance(failure, _Transient) else repr(failure),
-            wait=round(state.next_action.sleep, 3) if state.next_action else None,
-        )
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (delay-seconds or an HTTP date), or None."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return max((when - datetime.now(UTC)).total_seconds(), 0.0)
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
-def _refusal(response: httpx.Response) -> str:
-    """A client error's message: what was asked, the answer, and what to check."""
-    status = response.status_code
-    message = (
-        f"GET {_shown(str(response.request.url))} returned HTTP {status} "
-        f"{response.reason_phrase}: {_snippet(response)}"
-    )
-    if status in (401, 403):
-        message += "; check the credentials in `headers:` (and the variables they read)"
-    elif response.is_redirect:
-        target = _shown(str(response.url.join(response.headers["location"])))
-        message += f"; the API moved to {target}: set `url:` to it"
-    return message
-
-
-# ---------------------------------------------------------------------------------------
 # Small pieces
-
-
-def _shown(url: str) -> str:
-    """The URL without userinfo, query string or fragment: safe for messages and logs."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{netloc}{parts.path}"
-
-
-def _snippet(response: httpx.Response) -> str:
-    """The start of a response body on one line, for an error message."""
-    text = " ".join(response.content[: _SNIPPET * 4].decode("utf-8", "replace").split())
-    if not text:
-        return "(empty body)"
-    return text if len(text) <= _SNIPPET else text[:_SNIPPET] + "..."
 
 
 def _dig(body: Any, path: str) -> tuple[bool, Any]:
@@ -657,20 +484,6 @@ def _dig(body: Any, path: str) -> tuple[bool, Any]:
             return False, None
         value = value[key]
     return True, value
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "null"
 
 
 def _is_int(value: Any) -> bool:

@@ -49,7 +49,10 @@ _BOM = codecs.BOM_UTF8
 _KNOWN_KEYS = ("data", "items", "records", "results")
 
 
-def _kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """What a decoded JSON value is, in the words a message uses (``an array``, ``null``)."""
+    if isinstance(value, dict):
+        return "an object"
     if isinstance(value, list):
         return "an array"
     if isinstance(value, bool):
@@ -61,8 +64,9 @@ def _kind(value: Any) -> str:
     return "null"
 
 
-def _not_an_object(value: Any) -> str:
-    return f"a record must be a JSON object, found {_kind(value)}"
+def not_an_object(value: Any) -> str:
+    """The message for a record that is not a JSON object, shared by every JSON source."""
+    return f"a record must be a JSON object, found {json_kind(value)}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -276,7 +280,7 @@ def _parse_line(line: bytes, position: str) -> dict[str, Any] | Unreadable:
     except json.JSONDecodeError as exc:
         return Unreadable(position, raw, f"invalid JSON: {exc.msg} (column {exc.colno})")
     if not isinstance(value, dict):
-        return Unreadable(position, raw, _not_an_object(value))
+        return Unreadable(position, raw, not_an_object(value))
     return value
 
 
@@ -500,7 +504,7 @@ def _stream_items(
                 records.append(item)
                 positions.append(position)
             else:
-                unreadable.append(Unreadable(position, to_json_text(item), _not_an_object(item)))
+                unreadable.append(Unreadable(position, to_json_text(item), not_an_object(item)))
             if budget.full(len(records) + len(unreadable), now - before):
                 frame = records_to_frame(records)
                 yield SourceBatch(frame, positions, unreadable, now - before, checkpoint=index)

@@ -21,6 +21,7 @@ from ladle.destinations import mask
 from ladle.errors import SourceError
 from ladle.sources import SourceContext
 from ladle.sources.flatten import to_json_text
+from ladle.sources.json_reader import not_an_object
 
 if TYPE_CHECKING:
     import redis
@@ -159,13 +160,8 @@ def _from_json(message_id: str, value: bytes | str) -> dict[str, Any] | Unreadab
         message = f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         return Unreadable(message_id, raw, message)
     if not isinstance(record, dict):
-        return Unreadable(message_id, raw, f"a record must be a JSON object, found {_kind(record)}")
+        return Unreadable(message_id, raw, not_an_object(record))
     return record
-
-
-def _kind(value: Any) -> str:
-    kinds = ((list, "an array"), (bool, "a boolean"), (int | float, "a number"), (str, "a string"))
-    return next((name for kind, name in kinds if isinstance(value, kind)), "null")
 
 
 def _decoded(value: bytes | str) -> str:

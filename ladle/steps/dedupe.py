@@ -27,8 +27,11 @@ class DedupeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     on: list[str] | None = None
+    """The columns that make the key; not set: the resource's ``primary_key``."""
     keep: Literal["first", "last"] = "last"
+    """Which row of a key survives: the first or the last, by ``order_by``, then source order."""
     order_by: str | None = None
+    """The column that orders a key's rows (nulls rank lowest); not set: source order."""
 
     @model_validator(mode="before")
     @classmethod

@@ -56,7 +56,9 @@ class Reference(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     columns: list[str] = Field(min_length=1)
+    """The batch's key column, or list of columns."""
     table: str = Field(min_length=1)
+    """The destination table that holds the keys (snake_cased, like a resource's table)."""
     references: list[str] | None = None
     """The referenced table's columns, in the order of ``columns`` (default: the same names)."""
 
@@ -123,7 +125,8 @@ FkOptions = Annotated[
         ),
     ),
 ]
-"""``{column: table.column | table}``, or a list of :class:`Reference` for composite keys."""
+"""``{column: table.column | table}``, or a list of ``{columns, table, references}`` for
+composite keys."""
 
 
 def references(options: dict[str, str] | list[Reference]) -> list[Reference]:

@@ -71,14 +71,19 @@ class Reference(BaseModel):
     file: str | None = None
     """CSV, JSON, JSON Lines or Parquet (maybe gzipped), relative to the pipeline file."""
     format: Format | None = None
+    """With ``file``: its format, as for the file source; not set: from the extension."""
     records: str | None = None
+    """With ``file``: the dotted path of the array of records in a JSON document."""
     encoding: str = "utf-8"
+    """With ``file``: its text encoding."""
     table: str | None = None
     """A table of the run's destination, read when the step is built."""
     sql: str | None = None
     """A SELECT run through SQLAlchemy on ``url``; values for ``:name`` go in ``params``."""
     url: str | None = None
+    """With ``sql``: the SQLAlchemy URL the query runs on; keep it in the environment."""
     params: dict[str, Any] = Field(default_factory=dict)
+    """With ``sql``: values bound to the query's ``:name`` placeholders."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> Reference:
@@ -131,12 +136,16 @@ class LookupOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     from_: Reference = Field(alias="from")
+    """The reference data: ``{file: path}``, ``{table: name}`` or ``{sql: SELECT..., url: ...}``."""
     on: dict[str, str] | list[str]
     """Batch column -> reference column; together they are the key."""
     add: dict[str, str] | list[str]
     """New batch column -> reference column."""
     unmatched: Literal["null", "quarantine"] = "null"
+    """A row whose key the reference lacks: ``null`` leaves the added columns null (the
+    count is logged), ``quarantine`` rejects the row (rule ``lookup``)."""
     normalize: bool = False
+    """Match keys ignoring case and runs of whitespace; stored values stay as they came."""
 
     @field_validator("unmatched", mode="before")
     @classmethod

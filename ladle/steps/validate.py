@@ -40,9 +40,13 @@ class Check(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     expr: str
+    """A DuckDB SQL condition over the row's columns; false rejects the row, null passes."""
     name: str | None = None
+    """The rule the quarantine records; not set: ``check``."""
     message: str | None = None
+    """The quarantine's message; not set: ``check failed: <expr>``."""
     field: str | None = None
+    """The column the quarantine names as the failing field; not set: none."""
 
 
 _POSITION = "_ladle_position"

@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import polars as pl
@@ -21,21 +19,12 @@ from ladle.batch import Counts
 from ladle.destinations import connect
 from ladle.pipeline import RunSummary
 from ladle.quarantine import QUARANTINE
+from tests.examples import EXAMPLES, load_example
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "conversations"
-
-
-def _load_generator() -> ModuleType:
-    """The example's own generator, imported from its file (examples are not a package)."""
-    spec = importlib.util.spec_from_file_location("conversations_generate", EXAMPLE / "generate.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+EXAMPLE = EXAMPLES / "conversations"
 
 
-example = _load_generator()
+example = load_example("conversations", "generate")
 generate: Callable[[int, int], tuple[dict[str, Any], dict[str, int]]] = example.generate
 
 

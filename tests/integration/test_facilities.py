@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -18,21 +16,12 @@ from ladle.batch import Counts
 from ladle.cli import main
 from ladle.destinations import connect
 from ladle.quarantine import QUARANTINE
+from tests.examples import EXAMPLES, load_example
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "facilities"
-
-
-def _load_generator() -> ModuleType:
-    """The example's own generator, imported from its file (examples are not a package)."""
-    spec = importlib.util.spec_from_file_location("facilities_generate", EXAMPLE / "generate.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+EXAMPLE = EXAMPLES / "facilities"
 
 
-example = _load_generator()
+example = load_example("facilities", "generate")
 generate: Callable[[int, int], tuple[dict[str, Any], dict[str, int]]] = example.generate
 location_key: Callable[[dict[str, Any]], tuple[str, ...]] = example.location_key
 WARDS: dict[tuple[str, ...], dict[str, Any]] = {location_key(w): w for w in example.wards()}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -10,7 +9,6 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import psycopg
@@ -22,21 +20,12 @@ from ladle.cli import main
 from ladle.destinations import connect
 from ladle.pipeline import ResourceResult
 from ladle.sources.coverage import CoverageReport
+from tests.examples import EXAMPLES, load_example
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "profiles_documents"
-
-
-def _load_generator() -> ModuleType:
-    """The example's own generator, imported from its file (examples are not a package)."""
-    spec = importlib.util.spec_from_file_location("profiles_generate", EXAMPLE / "generate.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+EXAMPLE = EXAMPLES / "profiles_documents"
 
 
-example = _load_generator()
+example = load_example("profiles_documents", "generate")
 generate: Callable[..., tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]] = example.generate
 write: Callable[[str, dict[str, list[dict[str, Any]]]], None] = example.write
 DOC_TYPES = list(example.DOC_TYPES)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -13,27 +10,17 @@ import pytest
 from ladle import Pipeline, RunOptions, RunSummary
 from ladle.destinations import connect
 from ladle.ledger import RUNS
+from tests.examples import EXAMPLES, load_example
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "servicedesk"
+EXAMPLE = EXAMPLES / "servicedesk"
 TOKEN = "example-token"  # noqa: S105 - the token the test server is started with
 SIZE = 300
 SEED = 11
 RESOURCES = ("tickets", "comments", "timesheets")
 
 
-def _load(name: str) -> ModuleType:
-    """One of the example's scripts, imported from its file (examples are not a package)."""
-    spec = importlib.util.spec_from_file_location(f"servicedesk_e2e_{name}", EXAMPLE / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while decorating
-    spec.loader.exec_module(module)
-    return module
-
-
-generator = _load("generate")
-server = _load("server")
+generator = load_example("servicedesk", "generate")
+server = load_example("servicedesk", "server")
 
 
 def _round(data_dir: Path, number: int) -> dict[str, Any]:

@@ -3,7 +3,6 @@ manifest, record for record, in full and incremental fetches, through ties, 401s
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import subprocess
@@ -12,13 +11,14 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "servicedesk"
+from tests.examples import EXAMPLES, load_example
+
+EXAMPLE = EXAMPLES / "servicedesk"
 TOKEN = "test-token"  # noqa: S105 - a token the test server is started with
 SIZE = 200
 SEED = 5
@@ -31,19 +31,8 @@ KEYS = {
 Record = dict[str, Any]
 
 
-def _load(name: str) -> ModuleType:
-    """One of the example's scripts, imported from its file (examples are not a package)."""
-    spec = importlib.util.spec_from_file_location(f"servicedesk_{name}", EXAMPLE / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while decorating
-    spec.loader.exec_module(module)
-    return module
-
-
-generator = _load("generate")
-server = _load("server")
+generator = load_example("servicedesk", "generate")
+server = load_example("servicedesk", "server")
 
 
 def _write_round(data_dir: Path, round_number: int) -> dict[str, Any]:

@@ -4,7 +4,6 @@ recomputed in Python, and the dead-letter streams hold exactly the quarantined r
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -18,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -28,8 +26,9 @@ import redis
 from ladle.destinations import connect
 from ladle.ledger import RUNS
 from ladle.quarantine import QUARANTINE
+from tests.examples import EXAMPLES, load_example
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "tutoring"
+EXAMPLE = EXAMPLES / "tutoring"
 LADLE = str(Path(sys.executable).parent / "ladle")
 TOKEN = "tutoring-test-token"  # noqa: S105 - the token the test server is started with
 ENTITIES = ("tutors", "students", "sessions", "feedback")
@@ -42,17 +41,7 @@ KEYS = {
 Record = dict[str, Any]
 
 
-def _load_generator() -> ModuleType:
-    """The example's generator, imported from its file (examples are not a package)."""
-    spec = importlib.util.spec_from_file_location("tutoring_generate", EXAMPLE / "generate.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-generator = _load_generator()
+generator = load_example("tutoring", "generate")
 
 
 def _free_port() -> int:
