@@ -136,7 +136,7 @@ class DuckDBDestination:
                 for i, c in enumerate(columns)
             )
             # Found by DuckDB's replacement scan, not register(): see _insert_frame.
-            _ladle_keys = lookup.typed.to_arrow()
+            _ladle_keys = ArrowStream(lookup.typed)
             found: pl.DataFrame = self._con.sql(
                 f"SELECT k.* FROM _ladle_keys AS k SEMI JOIN {quote(table)} AS t ON {on}"
             ).pl()
@@ -335,7 +335,7 @@ class DuckDBLoad:
         """Delete the run's quarantine rows at ``positions`` in this transaction."""
         # Found by DuckDB's replacement scan, like the batches in _insert_frame.
         _ladle_positions = pl.Series("position", list(positions), dtype=pl.String).to_frame()
-        _ladle_positions_arrow = _ladle_positions.to_arrow()
+        _ladle_positions_arrow = ArrowStream(_ladle_positions)
         with _translated("replaying the quarantine"):
             result = self._con.execute(
                 f"DELETE FROM {quote(QUARANTINE.name)} WHERE run_id = ? AND resource = ? "
@@ -478,6 +478,24 @@ def _key_column(column: str, *, as_text: bool) -> str:
     return f"CAST(t.{column} AS VARCHAR)" if as_text else f"t.{column}"
 
 
+class ArrowStream:
+    """A Polars frame as an Arrow C stream (the PyCapsule interface) for DuckDB to scan.
+
+    DuckDB reads it zero-copy without pyarrow; ``frame.to_arrow()`` would load pyarrow,
+    whose shared libraries alone add some 40 MB to the process's resident memory.
+    """
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        # An all-null column (dtype Null) crosses the C interface without a validity
+        # bitmap, which DuckDB refuses; as text it is the same nulls.
+        nulls = [name for name, dtype in frame.schema.items() if isinstance(dtype, pl.Null)]
+        self._frame = frame.with_columns(pl.col(nulls).cast(pl.String)) if nulls else frame
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        """Hand the frame's Arrow stream to the caller (DuckDB)."""
+        return self._frame.__arrow_c_stream__(requested_schema)
+
+
 def _insert_frame(con: DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
     """Bulk insert through DuckDB's Arrow scan, matching columns by name.
 
@@ -485,7 +503,7 @@ def _insert_frame(con: DuckDBPyConnection, table: str, frame: pl.DataFrame) -> N
     ``register()``: a view registered inside the open transaction stays pinned, with
     its Arrow buffers, until commit, so memory would grow with the input.
     """
-    _ladle_rows = frame.to_arrow()
+    _ladle_rows = ArrowStream(frame)
     names = ", ".join(quote(c) for c in frame.columns)
     con.execute(f"INSERT INTO {quote(table)} ({names}) SELECT {names} FROM _ladle_rows")
 
