@@ -181,8 +181,6 @@ class DuckDBLoad:
             for column in types:
                 if column not in self._seen:
                     self._seen.append(column)
-            if frame.height == 0:
-                return
             into = self._stage_name if self._staging else self._write_into
             columns = [*types, SEQ] if self._staging else list(types)
             _insert_frame(self._con, into, frame.select(columns))

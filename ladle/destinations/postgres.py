@@ -231,8 +231,6 @@ class PostgresLoad:
             for column in types:
                 if column not in self._seen:
                     self._seen.append(column)
-            if frame.height == 0:
-                return
             if self._direct:
                 frame = self._copy_new_keys(frame)
             if frame.height:
