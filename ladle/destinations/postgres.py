@@ -231,20 +231,24 @@ class PostgresLoad:
             for column in types:
                 if column not in self._seen:
                     self._seen.append(column)
+            # Only the batch's own columns are copied: a later batch may lack a column an
+            # earlier one brought (a nested field absent from its records), and COPY fills
+            # the columns it is not given with NULL.
+            columns = list(types)
             if self._direct:
-                frame = self._copy_new_keys(frame)
+                frame = self._copy_new_keys(frame, columns)
             if frame.height:
                 if self._staging:
                     for key, seen in self._staged_keys.items():
                         seen.add(key_hashes(frame, key))
                     stage = sql.Identifier(self._stage_name)
-                    self._copy.write(stage, [*self._seen, SEQ], frame)
+                    self._copy.write(stage, [*columns, SEQ], frame)
                     self._staged += frame.height
                 else:
-                    self._copy.write(self._ident(self._write_into), self._seen, frame)
+                    self._copy.write(self._ident(self._write_into), columns, frame)
                     self._copied += frame.height
 
-    def _copy_new_keys(self, frame: pl.DataFrame) -> pl.DataFrame:
+    def _copy_new_keys(self, frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
         """Direct path: copy rows whose key is new to this load into the target; return the rest.
 
         A key hash seen before (in this batch or an earlier one) sends the row to staging,
@@ -253,7 +257,7 @@ class PostgresLoad:
         fresh = self._direct_keys.add(key_hashes(frame, self._target.primary_key))
         new_rows = frame.filter(fresh)
         if new_rows.height:
-            self._copy.write(self._ident(self._table), self._seen, new_rows)
+            self._copy.write(self._ident(self._table), columns, new_rows)
             self._copied += new_rows.height
         return frame.filter(~fresh)
 
