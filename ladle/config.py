@@ -28,7 +28,7 @@ from ladle.columns import ColumnSpec
 from ladle.errors import ConfigError
 from ladle.incremental import IncrementalSpec
 from ladle.memory import check_limit
-from ladle.schema import normalize_name
+from ladle.schema import fit_name, normalize_name
 from ladle.status import FreshnessSpec
 
 DEFAULT_BATCH_SIZE = 10_000
@@ -142,8 +142,8 @@ class Resource:
 
     @property
     def table(self) -> str:
-        """The destination table: ``table:`` or the resource name, snake_cased."""
-        return self.spec.table or normalize_name(self.name)
+        """The destination table: ``table:`` or the resource name, snake_cased; at most 63 bytes."""
+        return fit_name(self.spec.table) if self.spec.table else normalize_name(self.name)
 
 
 @dataclass(frozen=True)
@@ -393,7 +393,7 @@ def read_outline(path: str | Path) -> Outline:
         if "freshness" in keys:
             freshness = _outlined_freshness(reader, keys["freshness"], (*where, "freshness"))
         resources[resource] = OutlinedResource(
-            str(table) if table else normalize_name(resource), freshness
+            fit_name(str(table)) if table else normalize_name(resource), freshness
         )
     if not resources:
         load(path)  # the full validation says what is wrong

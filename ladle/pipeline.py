@@ -31,7 +31,7 @@ from ladle.incremental import Cursor, encode
 from ladle.ledger import FAILED, QUEUED, RUNNING, SUCCEEDED, RunEntry
 from ladle.memory import MemoryGovernor
 from ladle.quarantine import rows_from_rejects, rows_from_unreadable
-from ladle.schema import ColumnType, normalize_name
+from ladle.schema import MAX_NAME_BYTES, ColumnType, fit_name, normalize_name, snake_case
 from ladle.sources import Report, SharedResources, Source, SourceContext, StatefulSource
 from ladle.state import CHECKPOINT, CURSOR, LAST_RUN, RESERVED
 from ladle.steps import FinishingStep, Step, StepContext
@@ -355,7 +355,7 @@ def _load_resource(
     res = run.res
     started = time.monotonic()
     committer: _Committer | None = None
-    notices: list[str] = []
+    notices: list[str] = table_notices(res)
     reports: list[Report] = []
     try:
         steps = build_steps(run.config, res, destination)
@@ -369,8 +369,9 @@ def _load_resource(
             committer = _Committer(destination, target, run, entry, plan.cursor)
         source = _source(run, plan, stored, notices, reports)
         ready = _stream(
-            run, steps, source, plan, committer=committer, entry=entry, observer=observer
-        )
+            run, steps, source, plan, committer=committer, entry=entry, observer=observer,
+            names=ColumnNames(notices),
+        )  # fmt: skip
         _check_strict(run, reports)
         if committer is not None:
             final = source.final_state() if isinstance(source, StatefulSource) else {}
@@ -522,6 +523,7 @@ def _stream(
     committer: _Committer | None,
     entry: RunEntry,
     observer: RunObserver,
+    names: ColumnNames,
 ) -> int:
     """Read every batch, run the steps, stage the survivors; return how many reached the load."""
     res = run.res
@@ -530,7 +532,7 @@ def _stream(
     ready = 0
     for read in source.batches():
         batch = plan.cursor.filter(read) if plan.cursor else read
-        frame, quarantined, deduplicated = process_batch(res, steps, batch)
+        frame, quarantined, deduplicated = process_batch(res, steps, batch, names=names)
         counts.fetched += batch.fetched
         counts.bytes_read += read.bytes_read
         counts.deduplicated += deduplicated
@@ -551,11 +553,19 @@ def _stream(
 
 
 def process_batch(
-    res: Resource, steps: list[tuple[str, Step]], batch: SourceBatch
+    res: Resource,
+    steps: list[tuple[str, Step]],
+    batch: SourceBatch,
+    *,
+    names: ColumnNames | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
-    """Run the steps over one batch: (rows to load, quarantine rows, rows deduplicated)."""
+    """Run the steps over one batch: (rows to load, quarantine rows, rows deduplicated).
+
+    ``names`` keeps the resource's column names the same from batch to batch.
+    """
+    names = names if names is not None else ColumnNames()
     source = batch.frame.with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64))
-    frame = source.rename(normalized_names(batch.frame.columns))
+    frame = source.rename(names(batch.frame.columns))
     rejects = [empty_rejects()]
     deduplicated = 0
     for name, step in steps:
@@ -573,6 +583,7 @@ def process_batch(
         frame = result.frame
         rejects.append(result.rejects)
         deduplicated += result.deduplicated
+    frame = frame.rename(names.fit(frame.columns))
     quarantined = pl.concat(
         [
             rows_from_rejects(pl.concat(rejects), source, batch.positions),
@@ -811,16 +822,72 @@ def load_target(config: PipelineConfig, res: Resource, steps: list[tuple[str, St
 
 def normalized_names(columns: list[str]) -> dict[str, str]:
     """snake_case every column name; a clash gets a numeric suffix rather than losing data."""
-    mapping: dict[str, str] = {}
-    taken: set[str] = set()
-    for column in columns:
+    return ColumnNames()(columns)
+
+
+def table_notices(res: Resource) -> list[str]:
+    """A notice when the resource's table name had to be shortened."""
+    full = res.spec.table or snake_case(res.name)
+    if full == res.table:
+        return []
+    return [f"table {full!r} of resource {res.name!r} is stored as {res.table!r} ({_TOO_LONG})"]
+
+
+class ColumnNames:
+    """The stored name of each of a resource's columns, fixed when a batch first brings it.
+
+    A later batch that lacks a column cannot shift the names of the others (``a b`` and
+    ``a_b`` stay ``a_b`` and ``a_b_2`` whichever batches bring them). Every name ladle had
+    to make up (shortened, generated, numbered after a clash) is told once in ``notices``.
+    """
+
+    def __init__(self, notices: list[str] | None = None) -> None:
+        self.notices: list[str] = [] if notices is None else notices
+        self._stored: dict[str, str] = {}
+        self._taken: set[str] = set()
+
+    def __call__(self, columns: list[str]) -> dict[str, str]:
+        """Original name -> stored name for every column of a batch."""
+        for position, column in enumerate(columns, start=1):
+            if column not in self._stored:
+                self._add(column, position)
+        return {column: self._stored[column] for column in columns}
+
+    def fit(self, columns: list[str]) -> dict[str, str]:
+        """Renames for the names a step made (``rename``, ``derive``) that are too long."""
+        renames = {c: fit_name(c) for c in columns if fit_name(c) != c}
+        for column, fitted in renames.items():
+            self._tell(f"column {column!r} is stored as {fitted!r} ({_TOO_LONG})")
+        return renames
+
+    def _add(self, column: str, position: int) -> None:
         name = normalize_name(column)
         candidate, n = name, 2
-        while candidate in taken:
-            candidate, n = f"{name}_{n}", n + 1
-        taken.add(candidate)
-        mapping[column] = candidate
-    return mapping
+        while candidate in self._taken:
+            candidate, n = fit_name(f"{name}_{n}"), n + 1
+        self._taken.add(candidate)
+        self._stored[column] = candidate
+        reasons = []
+        if "\x00" in column:
+            reasons.append("a name cannot hold a NUL byte")
+        if not any(c.isalnum() for c in column):
+            reasons.append("it has no letter or digit to make a name of")
+        elif fit_name(snake_case(column)) != snake_case(column):
+            reasons.append(_TOO_LONG)
+        if candidate != name:
+            reasons.append(f"{name!r} is the name of an earlier column")
+            self._tell(
+                f"column {position} {column!r} is stored as {candidate!r} ({'; '.join(reasons)})"
+            )
+        elif reasons:
+            self._tell(f"column {column!r} is stored as {candidate!r} ({'; '.join(reasons)})")
+
+    def _tell(self, notice: str) -> None:
+        if notice not in self.notices:
+            self.notices.append(notice)
+
+
+_TOO_LONG = f"names are at most {MAX_NAME_BYTES} bytes"
 
 
 def peak_memory_mb() -> float:

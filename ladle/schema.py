@@ -7,7 +7,10 @@ each destination's SQL type, and maps inferred Polars dtypes back to ladle types
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -159,23 +162,84 @@ def infer_type(dtype: pl.DataType) -> ColumnType:
     return ColumnType(kind)
 
 
+MAX_NAME_BYTES = 63
+"""The longest table or column name, in UTF-8 bytes: PostgreSQL cuts longer identifiers
+(so two long names could become one). ladle shortens them itself, by the same rule on
+every destination, so DuckDB and PostgreSQL give a pipeline the same names."""
+
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_NON_WORD = re.compile(r"[^0-9a-zA-Z]+")
+_UNDERSCORES = re.compile(r"_+")
+_HASH_LENGTH = 6
+# Latin letters that NFKD leaves whole (they are not a base letter plus an accent).
+_LETTERS = str.maketrans(
+    {
+        "ß": "ss", "ẞ": "SS", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O",
+        "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "TH",
+        "\u0131": "i", "ŋ": "ng", "Ŋ": "NG", "ħ": "h", "Ħ": "H",
+    }
+)  # fmt: skip
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_name(name: str) -> str:
-    """snake_case a name from the data: ``TKT-Ticket ID`` -> ``tkt_ticket_id``.
+    """The stored name of a table or column from the data: ``TKT-Ticket ID`` -> ``tkt_ticket_id``.
 
-    Double underscores (the flattening separator) are kept. A name that would start
-    with a digit gets a leading underscore; an empty one becomes ``_``.
+    :func:`snake_case`, then :func:`fit_name`: the result is at most
+    :data:`MAX_NAME_BYTES` long, and normalizing it again changes nothing.
     """
-    parts = name.split("__")
-    cleaned = []
-    for part in parts:
-        snake = _NON_WORD.sub("_", _CAMEL.sub("_", part)).strip("_").lower()
-        cleaned.append(snake)
-    result = "__".join(p for p in cleaned if p) or "_"
+    return fit_name(snake_case(name))
+
+
+def snake_case(name: str) -> str:
+    """snake_case a name, at any length: ``Unità di misura`` -> ``unita_di_misura``.
+
+    Accented Latin letters lose their accents (``città`` -> ``citta``, ``Straße`` ->
+    ``strasse``); letters of scripts that do not transliterate (``名前``, ``имя``) are kept.
+    Double underscores (the flattening separator) are kept. A name that would start with a
+    digit gets a leading underscore; one with no letter or digit at all becomes ``column_``
+    and a hash of it, so two such names do not collide.
+    """
+    parts = []
+    for part in name.split("__"):
+        words = "".join(_word_char(c) for c in unicodedata.normalize("NFC", part))
+        snake = _UNDERSCORES.sub("_", _CAMEL.sub("_", words)).strip("_").lower()
+        if snake:
+            parts.append(snake)
+    if not parts:
+        return f"column_{_digest(name)}"
+    result = "__".join(parts)
     return f"_{result}" if result[0].isdigit() else result
+
+
+def _word_char(char: str) -> str:
+    """One character of a name: ASCII as is, accented Latin without its accent, a letter or
+    digit of another script as is, anything else (space, punctuation, NUL) an underscore."""
+    if char.isascii():
+        return char if char.isalnum() else "_"
+    plain = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
+    if plain.isascii() and plain.isalnum():
+        return plain  # é -> e, ﬁ -> fi, full-width letters -> ASCII
+    if char.translate(_LETTERS) != char:
+        return char.translate(_LETTERS)
+    if char.isalnum() or unicodedata.category(char).startswith("M"):
+        return char  # another script: its vowel signs and marks are part of the word
+    return "_"
+
+
+def fit_name(name: str) -> str:
+    """``name`` if it is at most :data:`MAX_NAME_BYTES` long, else a prefix of it, ``_`` and
+    six hex digits of its SHA-256: deterministic, and two long names stay two names."""
+    encoded = name.encode()
+    if len(encoded) <= MAX_NAME_BYTES:
+        return name
+    keep = MAX_NAME_BYTES - _HASH_LENGTH - 1
+    # errors="ignore" drops a character the cut went through the middle of.
+    prefix = encoded[:keep].decode(errors="ignore").rstrip("_")
+    return f"{prefix}_{_digest(name)}"
+
+
+def _digest(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:_HASH_LENGTH]
 
 
 def quote(name: str) -> str:

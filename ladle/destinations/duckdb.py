@@ -27,7 +27,7 @@ from ladle.destinations.references import empty_keys, key_lookup, typed_name
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
 from ladle.quarantine import QUARANTINE
-from ladle.schema import ColumnType, Kind, TableDef, quote
+from ladle.schema import ColumnType, Kind, TableDef, fit_name, quote
 from ladle.state import STATE
 
 if TYPE_CHECKING:
@@ -155,9 +155,11 @@ class DuckDBLoad:
         self._target = target
         self._table = target.table
         self._staging = target.write is WriteMode.MERGE or bool(target.dedupe_on)
-        self._stage_name = f"_ladle_stage_{target.table}"
+        self._stage_name = fit_name(f"_ladle_stage_{target.table}")
         self._write_into = (
-            f"{target.table}__ladle_new" if target.write is WriteMode.REPLACE else target.table
+            fit_name(f"{target.table}__ladle_new")
+            if target.write is WriteMode.REPLACE
+            else target.table
         )
         self._seen: list[str] = []
         self._prepared = False

@@ -36,7 +36,7 @@ from ladle.destinations.references import KeyLookup, empty_keys, key_lookup
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
 from ladle.quarantine import QUARANTINE
-from ladle.schema import ColumnType, Kind, TableDef
+from ladle.schema import ColumnType, Kind, TableDef, fit_name
 from ladle.state import STATE
 
 _SYSTEM = (RUNS, QUARANTINE, STATE)
@@ -201,9 +201,11 @@ class PostgresLoad:
         self._merge = target.write is WriteMode.MERGE
         self._staging = self._merge or bool(target.dedupe_on)
         self._write_into = (
-            f"{target.table}__ladle_new" if target.write is WriteMode.REPLACE else target.table
+            fit_name(f"{target.table}__ladle_new")
+            if target.write is WriteMode.REPLACE
+            else target.table
         )
-        self._stage_name = f"_ladle_stage_{target.table}"
+        self._stage_name = fit_name(f"_ladle_stage_{target.table}")
         self._seen: list[str] = []
         self._existing: dict[str, ColumnType] = {}
         self._prepared = False

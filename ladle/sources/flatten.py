@@ -58,7 +58,15 @@ def records_to_frame(records: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     _add_objects(columns, (), list(records))
     if not columns:
         return pl.DataFrame(height=len(records))
-    return pl.DataFrame(list(columns.values()))
+    return frame_of(list(columns.values()))
+
+
+def frame_of(series: list[pl.Series]) -> pl.DataFrame:
+    """A frame of these columns, each keeping its name: ``pl.DataFrame([...])`` renames a
+    series named ``""`` to ``column_<index>``, a name that would depend on its position."""
+    frame = pl.DataFrame(series)
+    frame.columns = [s.name for s in series]
+    return frame
 
 
 def _add_objects(columns: dict[str, pl.Series], path: tuple[str, ...], objects: list[Any]) -> None:
@@ -163,4 +171,4 @@ def flatten_frame(frame: pl.DataFrame) -> pl.DataFrame:
     found = leaves(frame)
     if not found:
         return pl.DataFrame(height=frame.height)
-    return pl.DataFrame([flat_series(leaf) for leaf in found])
+    return frame_of([flat_series(leaf) for leaf in found])

@@ -40,6 +40,7 @@ from ladle.sources.decoding import (
 from ladle.sources.flatten import (
     ColumnClash,
     flat_series,
+    frame_of,
     leaves,
     records_to_frame,
     to_json_text,
@@ -309,7 +310,7 @@ def _flatten_faithfully(frame: pl.DataFrame) -> pl.DataFrame | None:
         values = pl.DataFrame({name: leaf.values for name, leaf in checked.items()})
         if values.select(pl.any_horizontal(checks)).item():
             return None
-    return pl.DataFrame([flat_series(leaf) for leaf in found])
+    return frame_of([flat_series(leaf) for leaf in found])
 
 
 def _doubt(expr: pl.Expr, dtype: pl.DataType | DataTypeClass, *, in_list: bool) -> pl.Expr | None:

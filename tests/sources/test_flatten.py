@@ -164,3 +164,12 @@ def _is_list(record: dict[str, Any], name: str) -> bool:
     for key in name.split("__"):
         node = node[key]
     return isinstance(node, list)
+
+
+def test_empty_key_keeps_its_name_wherever_it_is() -> None:
+    """A key ``""`` stays ``""`` in the frame (the pipeline names it and says so); Polars
+    alone would call it ``column_<index>``, a name that moves with its position."""
+    assert records_to_frame([{"id": 1, "": 2}]).columns == ["id", ""]
+    assert records_to_frame([{"": 2, "id": 1}]).columns == ["", "id"]
+    nested = pl.DataFrame({"id": [1], "a": [{"": 2}]})
+    assert flatten_frame(nested).columns == ["id", "a__"]
