@@ -31,13 +31,14 @@ from ladle.incremental import Cursor, encode
 from ladle.ledger import FAILED, QUEUED, RUNNING, SUCCEEDED, RunEntry
 from ladle.memory import MemoryGovernor
 from ladle.quarantine import rows_from_rejects, rows_from_unreadable
-from ladle.schema import MAX_NAME_BYTES, ColumnType, fit_name, normalize_name, snake_case
+from ladle.schema import MAX_NAME_BYTES, ColumnType, Kind, fit_name, normalize_name, snake_case
 from ladle.sources import Report, SharedResources, Source, SourceContext, StatefulSource
 from ladle.state import CHECKPOINT, CURSOR, LAST_RUN, RESERVED
 from ladle.steps import FinishingStep, Step, StepContext
 from ladle.steps import registry as step_registry
 from ladle.steps.dedupe import Dedupe
 from ladle.steps.foreign_keys import load_order
+from ladle.steps.nul import NulCheck
 
 _SHAPING = frozenset({"rename", "select", "drop"})
 log = structlog.get_logger("ladle")
@@ -561,14 +562,16 @@ def process_batch(
 ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """Run the steps over one batch: (rows to load, quarantine rows, rows deduplicated).
 
-    ``names`` keeps the resource's column names the same from batch to batch.
+    ``names`` keeps the resource's column names the same from batch to batch. Last, every
+    batch passes :class:`NulCheck`, whatever its steps: text no destination may refuse.
     """
     names = names if names is not None else ColumnNames()
     source = batch.frame.with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64))
     frame = source.rename(names(batch.frame.columns))
     rejects = [empty_rejects()]
     deduplicated = 0
-    for name, step in steps:
+    final = ("nul", _stored_text(res))
+    for name, step in [*steps, final]:
         before = frame.height
         result = step(frame)
         removed = before - result.frame.height
@@ -591,6 +594,14 @@ def process_batch(
         ]
     )
     return frame, quarantined, deduplicated
+
+
+def _stored_text(res: Resource) -> NulCheck:
+    """The final check, told which columns are declared ``json`` (stored as jsonb)."""
+    declared = [
+        n for n, spec in res.spec.columns.items() if spec.type and spec.type.kind is Kind.JSON
+    ]
+    return NulCheck([*declared, *map(normalize_name, declared)])
 
 
 def sequenced(frame: pl.DataFrame, seq: int) -> pl.DataFrame:

@@ -8,6 +8,7 @@ It is written in the same transaction as the run's data.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import polars as pl
@@ -54,8 +55,8 @@ def rows_from_rejects(
     return pl.DataFrame(
         {
             "position": [positions[row] for row in rows],
-            "raw": [json.dumps(raw_by_row[row], default=str) for row in rows],
-            "errors": [json.dumps(errors[row], default=str) for row in rows],
+            "raw": [storable_json(raw_by_row[row]) for row in rows],
+            "errors": [storable_json(errors[row]) for row in rows],
         },
         schema=_SCHEMA,
     )
@@ -66,14 +67,25 @@ def rows_from_unreadable(records: list[Unreadable]) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "position": [r.position for r in records],
-            "raw": [json.dumps({"text": r.raw}) for r in records],
+            "raw": [storable_json({"text": r.raw}) for r in records],
             "errors": [
-                json.dumps([{"field": None, "rule": r.rule, "value": None, "message": r.message}])
+                storable_json(
+                    [{"field": None, "rule": r.rule, "value": None, "message": r.message}]
+                )
                 for r in records
             ],
         },
         schema=_SCHEMA,
     )
+
+
+_ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def storable_json(value: Any) -> str:
+    """``value`` as JSON that PostgreSQL's jsonb accepts: a NUL character (which it refuses,
+    even escaped) is written as the six characters ``\\u0000``, so the record still lands."""
+    return _ESCAPED_NUL.sub(r"\1\\\\u0000", json.dumps(value, default=str))
 
 
 _SCHEMA = {"position": pl.String, "raw": pl.String, "errors": pl.String}
