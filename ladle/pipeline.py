@@ -810,14 +810,17 @@ def _columns_with_key_required(res: Resource) -> Mapping[str, ColumnSpec]:
 
 
 def load_target(config: PipelineConfig, res: Resource, steps: list[tuple[str, Step]]) -> LoadTarget:
+    # A name the file spells in full (a long header, snake_cased) is stored shortened.
     declared: dict[str, ColumnType] = {
-        name: spec.type for name, spec in res.spec.columns.items() if spec.type is not None
+        fit_name(name): spec.type
+        for name, spec in res.spec.columns.items()
+        if spec.type is not None
     }
     target = LoadTarget(
         pipeline=config.name,
         table=res.table,
         write=res.spec.write,
-        primary_key=tuple(res.spec.primary_key),
+        primary_key=tuple(fit_name(key) for key in res.spec.primary_key),
         declared=declared,
     )
     dedupes = [step for _, step in steps if isinstance(step, Dedupe)]

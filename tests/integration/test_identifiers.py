@@ -173,3 +173,35 @@ def test_names_that_clash_are_numbered_with_a_notice(
         {"id": 2, "total_amount": None, "total_amount_2": 3, "total_amount_3": None},
         {"id": 3, "total_amount": None, "total_amount_2": None, "total_amount_3": 4},
     ]
+
+
+def test_long_primary_key_spelled_in_full(
+    tmp_path: Path, destination_url: str, write_pipeline: Callable[[str], Path]
+) -> None:
+    """A primary key named in the file by its whole snake_cased name merges on the
+    shortened column: the second run updates instead of failing."""
+    key = "codice_identificativo_della_unita_locale_nel_registro_statistico_asia"
+    (tmp_path / "units.csv").write_text(
+        "Codice identificativo della unità locale nel registro statistico ASIA,v\nA,1\nB,2\n"
+    )
+    _run(write_pipeline, destination_url, path="units.csv", key=key)
+    (tmp_path / "units.csv").write_text(
+        "Codice identificativo della unità locale nel registro statistico ASIA,v\nA,1\nB,3\n"
+    )
+    text = PIPELINE.format(resource="items", path="units.csv", key=key, write="merge")
+    summary = Pipeline.from_yaml(write_pipeline(text)).run(
+        RunOptions(destination=destination_url, full_refresh=True)
+    )
+    result = summary.resources[0]
+    assert result.status == "succeeded", result.error
+    counts = result.counts
+    assert (counts.inserted, counts.updated, counts.unchanged) == (0, 1, 1)
+    dest = connect(destination_url)
+    try:
+        rows = dest.read("items", {}, order_by=["v"]).to_dicts()
+    finally:
+        dest.close()
+    assert rows == [
+        {"codice_identificativo_della_unita_locale_nel_registro_st_f93ce3": "A", "v": "1"},
+        {"codice_identificativo_della_unita_locale_nel_registro_st_f93ce3": "B", "v": "3"},
+    ]
