@@ -216,6 +216,8 @@ def _word_char(char: str) -> str:
     digit of another script as is, anything else (space, punctuation, NUL) an underscore."""
     if char.isascii():
         return char if char.isalnum() else "_"
+    if "\u0300" <= char <= "\u036f":
+        return ""  # an accent NFC could not join to its letter (x + U+0301)
     plain = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
     if plain.isascii() and plain.isalnum():
         return plain  # é -> e, ﬁ -> fi, full-width letters -> ASCII

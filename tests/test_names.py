@@ -21,6 +21,8 @@ from ladle.schema import MAX_NAME_BYTES, fit_name, normalize_name, snake_case
         ("Straße", "strasse"),
         ("Ærø Łódź", "aero_lodz"),
         ("ﬁle", "file"),
+        ("x\u0301y", "xy"),
+        ("Ⅻ m²", "xii_m2"),
         ("名前", "名前"),
         ("Имя Фамилия", "имя_фамилия"),
         ("2024 total", "_2024_total"),
