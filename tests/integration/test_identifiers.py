@@ -205,3 +205,20 @@ def test_long_primary_key_spelled_in_full(
         {"codice_identificativo_della_unita_locale_nel_registro_st_f93ce3": "A", "v": "1"},
         {"codice_identificativo_della_unita_locale_nel_registro_st_f93ce3": "B", "v": "3"},
     ]
+
+
+def test_long_name_given_by_a_step_is_shortened(
+    tmp_path: Path, destination_url: str, write_pipeline: Callable[[str], Path]
+) -> None:
+    """A ``rename`` target over 63 bytes is stored shortened, with a notice."""
+    long = "quantita_totale_delle_merci_movimentate_nel_periodo_di_riferimento_in_tonnellate"
+    short = "quantita_totale_delle_merci_movimentate_nel_periodo_di_r_9a1df3"
+    (tmp_path / "items.jsonl").write_text('{"id": 1, "q": 5}\n{"id": 2, "q": 7}\n')
+    text = PIPELINE.format(resource="items", path="items.jsonl", key="id", write="merge")
+    pipeline = write_pipeline(text + f"    steps:\n      - rename: {{q: {long}}}\n")
+    result = Pipeline.from_yaml(pipeline).run(RunOptions(destination=destination_url))
+    item = result.resources[0]
+    assert item.status == "succeeded", item.error
+    assert item.counts.balanced
+    assert item.notices == [f"column '{long}' is stored as '{short}' (names are at most 63 bytes)"]
+    assert _table(destination_url) == [{"id": 1, short: 5}, {"id": 2, short: 7}]
