@@ -22,7 +22,7 @@ import polars as pl
 from ladle.batch import SEQ
 from ladle.config import WriteMode
 from ladle.destinations import Check, LoadCounts, LoadTarget, mask
-from ladle.destinations.evolve import batch_types, new_columns
+from ladle.destinations.evolve import batch_types, evolve
 from ladle.destinations.references import empty_keys, key_lookup, typed_name
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
@@ -177,7 +177,7 @@ class DuckDBLoad:
         with _translated(f"loading {self._table!r}"):
             if not self._prepared:
                 self._prepare(types)
-            self._evolve(types)
+            frame = self._evolve(frame, types)
             for column in types:
                 if column not in self._seen:
                     self._seen.append(column)
@@ -218,15 +218,39 @@ class DuckDBLoad:
             columns.append(f"PRIMARY KEY ({', '.join(quote(k) for k in pk)})")
         self._con.execute(f"CREATE TABLE {quote(table)} ({', '.join(columns)})")
 
-    def _evolve(self, types: Mapping[str, ColumnType | None]) -> None:
-        """Add new columns; refuse a type that does not fit, before anything is written."""
+    def _evolve(self, frame: pl.DataFrame, types: Mapping[str, ColumnType | None]) -> pl.DataFrame:
+        """Add new columns and widen undeclared ones (see :mod:`ladle.destinations.evolve`);
+        refuse a type that does not fit, before anything is written. Returns the batch
+        ready to load."""
         # Known columns are cached: no catalog query per batch.
-        for column, sql_type in new_columns(self._table, self._existing, types).items():
-            self._existing[column] = sql_type
+        plan = evolve(
+            self._table, self._existing, frame, types=types, declared=self._target.declared
+        )
+        for column, kind in plan.added.items():
+            self._existing[column] = kind
             for table in self._tables():
                 self._con.execute(
-                    f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column)} {sql_type.duckdb}"
+                    f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column)} {kind.duckdb}"
                 )
+        for column, (old, new) in plan.widened.items():
+            self._widen(column, old, new)
+        return plan.frame
+
+    def _widen(self, column: str, old: ColumnType, new: ColumnType) -> None:
+        if column in self._target.primary_key and self._target.write is WriteMode.MERGE:
+            raise DestinationError(
+                f"table {self._table!r}: key column {column!r} is {str(old).upper()} but this "
+                f"batch needs {str(new).upper()}, and DuckDB cannot change a key column's "
+                f"type; declare `type: {new}` for {column!r} and load with write: replace"
+            )
+        # A double becomes a decimal through its shortest text, never its binary digits.
+        value = f"CAST({quote(column)} AS VARCHAR)" if old.kind is Kind.DOUBLE else quote(column)
+        for table in self._tables():
+            self._con.execute(
+                f"ALTER TABLE {quote(table)} ALTER COLUMN {quote(column)} TYPE {new.duckdb} "
+                f"USING CAST({value} AS {new.duckdb})"
+            )
+        self._existing[column] = new
 
     def _tables(self) -> list[str]:
         return [self._write_into, self._stage_name] if self._staging else [self._write_into]
