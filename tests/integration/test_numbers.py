@@ -9,11 +9,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import duckdb
+import polars as pl
 import psycopg
 import pytest
 
 from ladle import Pipeline, RunOptions
-from ladle.batch import Counts
+from ladle.batch import SEQ, Counts
+from ladle.config import WriteMode
+from ladle.destinations import LoadCounts, LoadTarget, connect
 
 PIPELINE = """\
 pipeline: numbers
@@ -191,3 +194,63 @@ def test_nan_is_quarantined_not_loaded(
     counts = _run(tmp_path, write_pipeline, destination_url, records)
     assert (counts.fetched, counts.inserted, counts.quarantined) == (3, 2, 1)
     assert _texts(destination_url, "v") == ["1.5", "2.5"]
+
+
+def test_decimal_column_widens_its_scale(
+    tmp_path: Path,
+    destination_url: str,
+    write_pipeline: Callable[[str], Path],
+    typed: Callable[[str], str],
+) -> None:
+    """bigint, then 1.5, then 0.25: decimal(38,1) then decimal(38,2), earlier values exact."""
+    records = [f'{{"k": 1, "v": {2**62 + 1}}}', '{"k": 2, "v": 1.5}', '{"k": 3, "v": 0.25}']
+    counts = _run(tmp_path, write_pipeline, destination_url, records, write="merge", batch_size=1)
+    assert (counts.fetched, counts.inserted) == (3, 3)
+    assert typed("v") == "decimal(38,2)"
+    assert _texts(destination_url, "v") == [f"{2**62 + 1}.00", "1.50", "0.25"]
+
+
+def test_declared_column_does_not_widen(
+    tmp_path: Path,
+    destination_url: str,
+    write_pipeline: Callable[[str], Path],
+    typed: Callable[[str], str],
+) -> None:
+    """A declared bigint stays bigint: a value beyond it is quarantined, not widened for."""
+    (tmp_path / "items.jsonl").write_text(f'{{"k": 1, "v": 1}}\n{{"k": 2, "v": {2**64}}}\n')
+    text = PIPELINE.format(path="items.jsonl", write="merge", batch_size=1)
+    text += "    columns:\n      v: {type: bigint}\n"
+    summary = Pipeline.from_yaml(write_pipeline(text)).run(RunOptions(destination=destination_url))
+    result = summary.resources[0]
+    assert result.counts.balanced
+    assert (result.counts.inserted, result.counts.quarantined) == (1, 1)
+    assert typed("v") == "bigint"
+
+
+@pytest.mark.parametrize(
+    ("values", "kind", "texts"),
+    [
+        ([2**64, -(2**100)], "decimal(38,0)", [str(2**64), str(-(2**100))]),
+        ([2**127 - 1, 1], "varchar", [str(2**127 - 1), "1"]),
+    ],
+)
+def test_int128_batches_load(
+    destination_url: str,
+    typed: Callable[[str], str],
+    values: list[int],
+    kind: str,
+    texts: list[str],
+) -> None:
+    """An Int128 column (from a step or a SQL source) loads as decimal(38,0), or text past 38
+    digits."""
+    frame = pl.DataFrame({"k": [1, 2], "v": pl.Series(values, dtype=pl.Int128), SEQ: [0, 1]})
+    dest = connect(destination_url)
+    try:
+        load = dest.begin(LoadTarget("numbers", "items", WriteMode.APPEND, (), {}))
+        load.stage(frame)
+        assert load.finish() == LoadCounts(inserted=2, updated=0, unchanged=0, deduplicated=0)
+        load.commit()
+    finally:
+        dest.close()
+    assert typed("v") == kind
+    assert _texts(destination_url, "v") == texts
