@@ -237,19 +237,17 @@ class DuckDBLoad:
         return plan.frame
 
     def _widen(self, column: str, old: ColumnType, new: ColumnType) -> None:
-        if column in self._target.primary_key and self._target.write is WriteMode.MERGE:
-            raise DestinationError(
-                f"table {self._table!r}: key column {column!r} is {str(old).upper()} but this "
-                f"batch needs {str(new).upper()}, and DuckDB cannot change a key column's "
-                f"type; declare `type: {new}` for {column!r} and load with write: replace"
-            )
         # A double becomes a decimal through its shortest text, never its binary digits.
         value = f"CAST({quote(column)} AS VARCHAR)" if old.kind is Kind.DOUBLE else quote(column)
         for table in self._tables():
-            self._con.execute(
-                f"ALTER TABLE {quote(table)} ALTER COLUMN {quote(column)} TYPE {new.duckdb} "
-                f"USING CAST({value} AS {new.duckdb})"
-            )
+            key = _key_of(self._con, table)
+            if column in key:
+                _rebuild(self._con, table, key, column=column, kind=new, value=value)
+            else:
+                self._con.execute(
+                    f"ALTER TABLE {quote(table)} ALTER COLUMN {quote(column)} TYPE {new.duckdb} "
+                    f"USING CAST({value} AS {new.duckdb})"
+                )
         self._existing[column] = new
 
     def _tables(self) -> list[str]:
@@ -477,6 +475,41 @@ def _parse_url(url: str, memory_limit_mb: int | None = None) -> tuple[str, dict[
         settings["memory_limit"] = f"{max(int(memory_limit_mb * MEMORY_SHARE), 16)}MB"
     settings.update(parse_qsl(parts.query))
     return (":memory:" if path in ("", ":memory:") else path), settings
+
+
+def _key_of(con: DuckDBPyConnection, table: str) -> list[str]:
+    """The table's primary key columns (none: an empty list)."""
+    row = con.execute(
+        "SELECT constraint_column_names FROM duckdb_constraints() "
+        "WHERE table_name = ? AND constraint_type = 'PRIMARY KEY'",
+        [table],
+    ).fetchone()
+    return list(row[0]) if row else []
+
+
+def _rebuild(
+    con: DuckDBPyConnection,
+    table: str,
+    key: list[str],
+    *,
+    column: str,
+    kind: ColumnType,
+    value: str,
+) -> None:
+    """Change a key column's type by copying the table: DuckDB cannot alter a column that
+    a PRIMARY KEY covers. Runs inside the load's transaction, like everything else."""
+    columns = _columns(con, table) or {}
+    columns[column] = kind
+    spec = ", ".join(f"{quote(name)} {kind_.duckdb}" for name, kind_ in columns.items())
+    pk = ", ".join(quote(k) for k in key)
+    rebuilt = f"{table}__ladle_widen"
+    values = ", ".join(
+        f"CAST({value} AS {kind.duckdb})" if name == column else quote(name) for name in columns
+    )
+    con.execute(f"CREATE TABLE {quote(rebuilt)} ({spec}, PRIMARY KEY ({pk}))")
+    con.execute(f"INSERT INTO {quote(rebuilt)} SELECT {values} FROM {quote(table)}")
+    con.execute(f"DROP TABLE {quote(table)}")
+    con.execute(f"ALTER TABLE {quote(rebuilt)} RENAME TO {quote(table)}")
 
 
 def _ensure_system_table(con: DuckDBPyConnection, table: TableDef) -> None:

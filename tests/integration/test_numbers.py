@@ -254,3 +254,22 @@ def test_int128_batches_load(
         dest.close()
     assert typed("v") == kind
     assert _texts(destination_url, "v") == texts
+
+
+def test_key_column_widens_too(
+    tmp_path: Path,
+    destination_url: str,
+    write_pipeline: Callable[[str], Path],
+    typed: Callable[[str], str],
+) -> None:
+    """A merge key of ids near 2**62 then 1.5 widens to decimal(38,1); the merge still counts."""
+    records = [
+        f'{{"k": {2**62 + 1}, "v": 1}}',
+        '{"k": 1.5, "v": 2}',
+        f'{{"k": {2**62 + 1}, "v": 3}}',
+    ]
+    counts = _run(tmp_path, write_pipeline, destination_url, records, write="merge", batch_size=1)
+    assert (counts.fetched, counts.inserted, counts.deduplicated) == (3, 2, 1)
+    assert typed("k") == "decimal(38,1)"
+    assert _texts(destination_url, "k") == ["1.5", f"{2**62 + 1}.0"]
+    assert _texts(destination_url, "v") == ["2", "3"]
