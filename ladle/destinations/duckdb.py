@@ -27,7 +27,7 @@ from ladle.destinations.references import empty_keys, key_lookup, typed_name
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
 from ladle.quarantine import QUARANTINE
-from ladle.schema import ColumnType, Kind, TableDef, quote
+from ladle.schema import ColumnType, Kind, TableDef, decimal_shape, quote
 from ladle.state import STATE
 
 if TYPE_CHECKING:
@@ -224,7 +224,12 @@ class DuckDBLoad:
         ready to load."""
         # Known columns are cached: no catalog query per batch.
         plan = evolve(
-            self._table, self._existing, frame, types=types, declared=self._target.declared
+            self._table,
+            self._existing,
+            frame,
+            types=types,
+            declared=self._target.declared,
+            stored_whole=self._stored_whole,
         )
         for column, kind in plan.added.items():
             self._existing[column] = kind
@@ -249,6 +254,17 @@ class DuckDBLoad:
                     f"USING CAST({value} AS {new.duckdb})"
                 )
         self._existing[column] = new
+
+    def _stored_whole(self, column: str) -> int:
+        """Digits before the point of the widest value in ``column`` (target and staging)."""
+        whole = 0
+        for table in self._tables():
+            row = self._con.execute(
+                f"SELECT max(abs({quote(column)})) FROM {quote(table)}"
+            ).fetchone()
+            if row and row[0] is not None:
+                whole = max(whole, decimal_shape(row[0])[0])
+        return whole
 
     def _tables(self) -> list[str]:
         return [self._write_into, self._stage_name] if self._staging else [self._write_into]

@@ -22,14 +22,15 @@ Only numbers widen a column: text arriving in a numeric column is a SchemaConfli
 it is for any other type.
 
 Existing values keep their value: the destinations convert doubles through their
-shortest text, and an existing decimal with too many digits for a larger scale makes
-the database refuse the change (the load fails, nothing is written). Columns whose
-values fit the table by type cost nothing; otherwise the values are checked.
+shortest text, and before a decimal's scale grows they look up the widest value stored
+(target and staging), so that a scale that would not leave it room gives ``text``.
+Columns whose values fit the table by type cost nothing; otherwise the values are
+checked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -96,9 +97,13 @@ def evolve(
     *,
     types: Mapping[str, ColumnType | None],
     declared: Mapping[str, ColumnType],
+    stored_whole: Callable[[str], int],
 ) -> Evolution:
     """Plan the columns to add and widen for ``frame``; raise SchemaConflict for a declared
-    column (or a non-numeric one) whose values do not fit, before anything is written."""
+    column (or a non-numeric one) whose values do not fit, before anything is written.
+
+    ``stored_whole(column)`` is how many digits before the point the widest value stored
+    in a decimal column has (asked only when its scale must grow)."""
     plan = Evolution(frame)
     converted: list[pl.Series] = []
     for column, new in types.items():
@@ -116,7 +121,8 @@ def evolve(
                 table=table, column=column, existing=str(old).upper(), new=str(new).upper()
             )
         else:
-            target = widen(old, values)
+            stored = stored_whole(column) if old.kind is Kind.DECIMAL else None
+            target = widen(old, values, stored_whole=stored)
             plan.widened[column] = (old, target)
         ready = loadable(values, target)
         if ready.dtype != frame.schema[column]:
@@ -130,11 +136,14 @@ def _can_widen(old: ColumnType, values: pl.Series) -> bool:
     return old.kind in NUMBERS and values.dtype.is_numeric()
 
 
-def widen(old: ColumnType, values: pl.Series) -> ColumnType:
-    """The narrowest type that holds the numbers of ``old`` and ``values`` (module doc)."""
+def widen(old: ColumnType, values: pl.Series, *, stored_whole: int | None = None) -> ColumnType:
+    """The narrowest type that holds the numbers of ``old`` and ``values`` (module doc);
+    for a decimal column, ``stored_whole`` digits before the point are already in use."""
     if old.kind is Kind.DOUBLE:
         return TEXT
-    whole, scale = decimal_room(old) if old.kind is not Kind.DECIMAL else (0, old.scale or 0)
+    whole, scale = decimal_room(old)
+    if old.kind is Kind.DECIMAL and stored_whole is not None:
+        whole = stored_whole
     shape = _shape(values)
     if shape is None:
         return TEXT

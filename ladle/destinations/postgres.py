@@ -36,7 +36,7 @@ from ladle.destinations.references import KeyLookup, empty_keys, key_lookup
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
 from ladle.quarantine import QUARANTINE
-from ladle.schema import ColumnType, Kind, TableDef
+from ladle.schema import ColumnType, Kind, TableDef, decimal_shape
 from ladle.state import STATE
 
 _SYSTEM = (RUNS, QUARANTINE, STATE)
@@ -344,7 +344,12 @@ class PostgresLoad:
         ready to load."""
         # Known columns are cached: no catalog query per batch, so the COPY stays open.
         plan = evolve(
-            self._table, self._existing, frame, types=types, declared=self._target.declared
+            self._table,
+            self._existing,
+            frame,
+            types=types,
+            declared=self._target.declared,
+            stored_whole=self._stored_whole,
         )
         for column, kind in plan.added.items():
             self._existing[column] = kind
@@ -371,6 +376,17 @@ class PostgresLoad:
                 )
             self._existing[column] = new
         return plan.frame
+
+    def _stored_whole(self, column: str) -> int:
+        """Digits before the point of the widest value in ``column`` (target and staging)."""
+        whole = 0
+        for table in self._tables():
+            row = self._execute(
+                sql.SQL("SELECT max(abs({})) FROM {}").format(sql.Identifier(column), table)
+            ).fetchone()
+            if row and row[0] is not None:
+                whole = max(whole, decimal_shape(row[0])[0])
+        return whole
 
     def _tables(self) -> list[sql.Composable]:
         tables: list[sql.Composable] = [self._ident(self._write_into)]

@@ -273,3 +273,17 @@ def test_key_column_widens_too(
     assert typed("k") == "decimal(38,1)"
     assert _texts(destination_url, "k") == ["1.5", f"{2**62 + 1}.0"]
     assert _texts(destination_url, "v") == ["2", "3"]
+
+
+def test_scale_that_would_not_hold_stored_values_gives_text(
+    tmp_path: Path,
+    destination_url: str,
+    write_pipeline: Callable[[str], Path],
+    typed: Callable[[str], str],
+) -> None:
+    """A 30-digit decimal stored, then a fraction of 10 places: no decimal(38,s) holds both."""
+    records = [f'{{"k": 1, "v": {10**29 + 1}.5}}', '{"k": 2, "v": 0.0000000001}']
+    counts = _run(tmp_path, write_pipeline, destination_url, records, batch_size=1)
+    assert (counts.fetched, counts.inserted) == (2, 2)
+    assert typed("v") == "varchar"
+    assert _texts(destination_url, "v") == [f"{10**29 + 1}.5", "1e-10"]
