@@ -357,7 +357,7 @@ def _numbers_survive(data: bytes, columns: list[pl.Series]) -> bool:
     floats = [_float_values(column) for column in columns if _holds_floats(column.dtype)]
     if not floats:
         return True
-    long = _LONG_RUN in data.translate(_DIGIT_RUNS)
+    long = _has_long_run(data)
     tiny = any(f is None or bool((f.abs() < _SMALLEST_NORMAL).any()) for f in floats)
     if not long and not tiny:
         return True
@@ -368,6 +368,17 @@ def _numbers_survive(data: bytes, columns: list[pl.Series]) -> bool:
     if not any(f is None or bool((f.abs() >= 2.0**53).any()) for f in floats):
         tokens = tokens.filter(tokens.str.contains("[.eE]"))
     return all(_survives(token) for token in tokens.unique().to_list())
+
+
+def _has_long_run(data: bytes) -> bool:
+    """Whether 16 digits or points follow each other somewhere in ``data``.
+
+    Any 16 bytes in a row hold 4 bytes at positions divisible by 4, next to each other in
+    ``data[::4]``: that quarter of the bytes rules most chunks out at half the cost.
+    """
+    if _LONG_RUN[:4] not in data[::4].translate(_DIGIT_RUNS):
+        return False
+    return _LONG_RUN in data.translate(_DIGIT_RUNS)
 
 
 def _holds_floats(dtype: pl.DataType | DataTypeClass) -> bool:
