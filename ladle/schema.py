@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 
 import polars as pl
@@ -151,6 +153,8 @@ def infer_type(dtype: pl.DataType) -> ColumnType:
         return ColumnType(Kind.DECIMAL, dtype.precision or DEFAULT_DECIMAL[0], dtype.scale)
     if isinstance(dtype, pl.Datetime):
         return ColumnType(Kind.TIMESTAMPTZ if dtype.time_zone else Kind.TIMESTAMP)
+    if isinstance(dtype, pl.Int128 | pl.UInt64 | pl.UInt128):
+        return ColumnType(Kind.DECIMAL, DEFAULT_DECIMAL[0], 0)  # beyond bigint's range
     kind = (
         Kind.BIGINT if dtype.is_integer()
         else Kind.DOUBLE if dtype.is_float()
@@ -250,22 +254,93 @@ def quote(name: str) -> str:
 
 
 _WIDENS_TO: dict[Kind, set[Kind]] = {
-    Kind.INT: {Kind.BIGINT, Kind.DOUBLE, Kind.DECIMAL},
-    Kind.BIGINT: {Kind.DOUBLE, Kind.DECIMAL},
+    Kind.INT: {Kind.BIGINT, Kind.DOUBLE},
     Kind.DATE: {Kind.TIMESTAMP, Kind.TIMESTAMPTZ},
     Kind.TEXT: {Kind.JSON},
 }
+_WHOLE_DIGITS = {Kind.INT: 10, Kind.BIGINT: 19}
+"""Digits an integer type's values may have: what a decimal must hold for them."""
+
+NUMBERS = frozenset({Kind.INT, Kind.BIGINT, Kind.DOUBLE, Kind.DECIMAL})
 
 
 def fits(new: ColumnType, existing: ColumnType) -> bool:
-    """Whether values of type ``new`` load into a column of type ``existing`` without loss.
+    """Whether every value of type ``new`` loads into a column of type ``existing`` exactly.
 
-    Anything fits a text column (it is written as text); a narrower number fits a wider
-    one. Everything else is a :class:`~ladle.errors.SchemaConflict`.
+    Anything fits a text column (it is written as text); an integer fits a wider integer,
+    a decimal with room for its digits, or (``int`` only) a double; a decimal fits one
+    with as many digits on each side of the point. ``bigint`` does not fit ``double``
+    (2**53 + 1 has no double). When the types say no, the values may still fit: see
+    :func:`ladle.destinations.evolve.evolve`.
     """
-    if new.kind is existing.kind or existing.kind is Kind.TEXT:
+    if existing.kind is Kind.TEXT:
+        return True
+    if existing.kind is Kind.DECIMAL and new.kind in (Kind.INT, Kind.BIGINT, Kind.DECIMAL):
+        whole, scale = decimal_room(new)
+        return whole <= decimal_room(existing)[0] and scale <= decimal_room(existing)[1]
+    if new.kind is existing.kind:
         return True
     return existing.kind in _WIDENS_TO.get(new.kind, set())
+
+
+def decimal_room(kind: ColumnType) -> tuple[int, int]:
+    """Digits before and after the point that values of an integer or decimal type may have."""
+    if kind.kind is Kind.DECIMAL:
+        precision = kind.precision or DEFAULT_DECIMAL[0]
+        scale = kind.scale or 0
+        return (precision - scale, scale)
+    return (_WHOLE_DIGITS[kind.kind], 0)
+
+
+# ---------------------------------------------------------------------------------------
+# Numbers: what a double, a bigint and a decimal hold exactly (see ladle.sources.flatten)
+
+INT64 = (-(2**63), 2**63 - 1)
+MAX_DIGITS = 38
+"""The widest decimal both destinations hold (DuckDB's limit); wider numbers are text."""
+_DOUBLE_EXACT = 2**53
+"""Every integer up to this size is exact in a double."""
+
+
+def exact_in_double(value: int | float | Decimal) -> bool:
+    """Whether a double holds this number as the data wrote it (see module doc)."""
+    if isinstance(value, float):
+        return True
+    if isinstance(value, int):
+        if -_DOUBLE_EXACT <= value <= _DOUBLE_EXACT:
+            return True
+        value = Decimal(value)
+    if not value.is_finite():
+        return False
+    # Exact means the double *reads back* as the number: 2**64 is a double, but one that
+    # prints as 1.8446744073709552e+19, so it is not exact here.
+    nearest = float(value)  # beyond a double's range: inf, not an error
+    return math.isfinite(nearest) and Decimal(repr(nearest)) == value
+
+
+def decimal_shape(value: int | float | Decimal) -> tuple[int, int]:
+    """Digits before the point and after it (the scale), as written: ``12.50`` -> (2, 2)."""
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not number.is_finite():
+        return (MAX_DIGITS + 1, 0)
+    exponent = int(number.as_tuple().exponent)
+    scale = max(0, -exponent)
+    whole = max(0, number.adjusted() + 1) if number else 0
+    return (whole, scale)
+
+
+WIDE_INTEGERS = (pl.Int128, pl.UInt64, pl.UInt128)
+"""Integer dtypes that may hold values beyond Int64, which no destination column holds."""
+
+
+def wide_integers(values: pl.Series) -> pl.Series:
+    """Int64 when every value fits, else ``Decimal(38, 0)``, else exact text."""
+    low, high = values.min(), values.max()
+    if low is None or (INT64[0] <= low and high <= INT64[1]):  # type: ignore[operator]
+        return values.cast(pl.Int64)
+    if max(abs(low), abs(high)) < 10**MAX_DIGITS:  # type: ignore[arg-type]
+        return values.cast(pl.Decimal(MAX_DIGITS, 0))
+    return values.cast(pl.String)
 
 
 @dataclass(frozen=True)

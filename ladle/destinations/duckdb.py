@@ -22,12 +22,12 @@ import polars as pl
 from ladle.batch import SEQ
 from ladle.config import WriteMode
 from ladle.destinations import Check, LoadCounts, LoadTarget, mask
-from ladle.destinations.evolve import batch_types, new_columns
+from ladle.destinations.evolve import batch_types, evolve
 from ladle.destinations.references import empty_keys, key_lookup, typed_name
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
 from ladle.quarantine import QUARANTINE
-from ladle.schema import ColumnType, Kind, TableDef, fit_name, quote
+from ladle.schema import ColumnType, Kind, TableDef, decimal_shape, fit_name, quote
 from ladle.state import STATE
 
 if TYPE_CHECKING:
@@ -179,7 +179,7 @@ class DuckDBLoad:
         with _translated(f"loading {self._table!r}"):
             if not self._prepared:
                 self._prepare(types)
-            self._evolve(types)
+            frame = self._evolve(frame, types)
             for column in types:
                 if column not in self._seen:
                     self._seen.append(column)
@@ -220,15 +220,53 @@ class DuckDBLoad:
             columns.append(f"PRIMARY KEY ({', '.join(quote(k) for k in pk)})")
         self._con.execute(f"CREATE TABLE {quote(table)} ({', '.join(columns)})")
 
-    def _evolve(self, types: Mapping[str, ColumnType | None]) -> None:
-        """Add new columns; refuse a type that does not fit, before anything is written."""
+    def _evolve(self, frame: pl.DataFrame, types: Mapping[str, ColumnType | None]) -> pl.DataFrame:
+        """Add new columns and widen undeclared ones (see :mod:`ladle.destinations.evolve`);
+        refuse a type that does not fit, before anything is written. Returns the batch
+        ready to load."""
         # Known columns are cached: no catalog query per batch.
-        for column, sql_type in new_columns(self._table, self._existing, types).items():
-            self._existing[column] = sql_type
+        plan = evolve(
+            self._table,
+            self._existing,
+            frame,
+            types=types,
+            declared=self._target.declared,
+            stored_whole=self._stored_whole,
+        )
+        for column, kind in plan.added.items():
+            self._existing[column] = kind
             for table in self._tables():
                 self._con.execute(
-                    f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column)} {sql_type.duckdb}"
+                    f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column)} {kind.duckdb}"
                 )
+        for column, (old, new) in plan.widened.items():
+            self._widen(column, old, new)
+        return plan.frame
+
+    def _widen(self, column: str, old: ColumnType, new: ColumnType) -> None:
+        # A double becomes a decimal through its shortest text, never its binary digits.
+        value = f"CAST({quote(column)} AS VARCHAR)" if old.kind is Kind.DOUBLE else quote(column)
+        for table in self._tables():
+            key = _key_of(self._con, table)
+            if column in key:
+                _rebuild(self._con, table, key, column=column, kind=new, value=value)
+            else:
+                self._con.execute(
+                    f"ALTER TABLE {quote(table)} ALTER COLUMN {quote(column)} TYPE {new.duckdb} "
+                    f"USING CAST({value} AS {new.duckdb})"
+                )
+        self._existing[column] = new
+
+    def _stored_whole(self, column: str) -> int:
+        """Digits before the point of the widest value in ``column`` (target and staging)."""
+        whole = 0
+        for table in self._tables():
+            row = self._con.execute(
+                f"SELECT max(abs({quote(column)})) FROM {quote(table)}"
+            ).fetchone()
+            if row and row[0] is not None:
+                whole = max(whole, decimal_shape(row[0])[0])
+        return whole
 
     def _tables(self) -> list[str]:
         return [self._write_into, self._stage_name] if self._staging else [self._write_into]
@@ -455,6 +493,41 @@ def _parse_url(url: str, memory_limit_mb: int | None = None) -> tuple[str, dict[
         settings["memory_limit"] = f"{max(int(memory_limit_mb * MEMORY_SHARE), 16)}MB"
     settings.update(parse_qsl(parts.query))
     return (":memory:" if path in ("", ":memory:") else path), settings
+
+
+def _key_of(con: DuckDBPyConnection, table: str) -> list[str]:
+    """The table's primary key columns (none: an empty list)."""
+    row = con.execute(
+        "SELECT constraint_column_names FROM duckdb_constraints() "
+        "WHERE table_name = ? AND constraint_type = 'PRIMARY KEY'",
+        [table],
+    ).fetchone()
+    return list(row[0]) if row else []
+
+
+def _rebuild(
+    con: DuckDBPyConnection,
+    table: str,
+    key: list[str],
+    *,
+    column: str,
+    kind: ColumnType,
+    value: str,
+) -> None:
+    """Change a key column's type by copying the table: DuckDB cannot alter a column that
+    a PRIMARY KEY covers. Runs inside the load's transaction, like everything else."""
+    columns = _columns(con, table) or {}
+    columns[column] = kind
+    spec = ", ".join(f"{quote(name)} {kind_.duckdb}" for name, kind_ in columns.items())
+    pk = ", ".join(quote(k) for k in key)
+    rebuilt = f"{table}__ladle_widen"
+    values = ", ".join(
+        f"CAST({value} AS {kind.duckdb})" if name == column else quote(name) for name in columns
+    )
+    con.execute(f"CREATE TABLE {quote(rebuilt)} ({spec}, PRIMARY KEY ({pk}))")
+    con.execute(f"INSERT INTO {quote(rebuilt)} SELECT {values} FROM {quote(table)}")
+    con.execute(f"DROP TABLE {quote(table)}")
+    con.execute(f"ALTER TABLE {quote(rebuilt)} RENAME TO {quote(table)}")
 
 
 def _ensure_system_table(con: DuckDBPyConnection, table: TableDef) -> None:

@@ -30,13 +30,13 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ladle.batch import SEQ
 from ladle.config import WriteMode
 from ladle.destinations import Check, LoadCounts, LoadTarget, mask
-from ladle.destinations.evolve import TEXT, batch_types, new_columns
+from ladle.destinations.evolve import TEXT, batch_types, evolve
 from ladle.destinations.keyset import KeySet, key_hashes
 from ladle.destinations.references import KeyLookup, empty_keys, key_lookup
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
 from ladle.quarantine import QUARANTINE
-from ladle.schema import ColumnType, Kind, TableDef, fit_name
+from ladle.schema import ColumnType, Kind, TableDef, decimal_shape, fit_name
 from ladle.state import STATE
 
 _SYSTEM = (RUNS, QUARANTINE, STATE)
@@ -229,7 +229,7 @@ class PostgresLoad:
         with _translated(f"loading {self._table!r}"):
             if not self._prepared:
                 self._prepare(types)
-            self._evolve(types)
+            frame = self._evolve(frame, types)
             for column in types:
                 if column not in self._seen:
                     self._seen.append(column)
@@ -344,21 +344,61 @@ class PostgresLoad:
                 f"create one (ALTER TABLE … ADD PRIMARY KEY ({keys})) or load with write: replace"
             )
 
-    def _evolve(self, types: Mapping[str, ColumnType | None]) -> None:
-        """Add new columns (to the target and staging); refuse types that do not fit."""
+    def _evolve(self, frame: pl.DataFrame, types: Mapping[str, ColumnType | None]) -> pl.DataFrame:
+        """Add new columns and widen undeclared ones, on the target and staging (see
+        :mod:`ladle.destinations.evolve`); refuse types that do not fit. Returns the batch
+        ready to load."""
         # Known columns are cached: no catalog query per batch, so the COPY stays open.
-        added = new_columns(self._table, self._existing, types)
-        for column, kind in added.items():
+        plan = evolve(
+            self._table,
+            self._existing,
+            frame,
+            types=types,
+            declared=self._target.declared,
+            stored_whole=self._stored_whole,
+        )
+        for column, kind in plan.added.items():
             self._existing[column] = kind
-            tables = [self._ident(self._write_into)]
-            if self._staging:
-                tables.append(sql.Identifier(self._stage_name))
-            for table in tables:
+            for table in self._tables():
                 self._execute(
                     sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
                         table, sql.Identifier(column), sql.SQL(kind.postgres)
                     )
                 )
+        for column, (old, new) in plan.widened.items():
+            # A double becomes a decimal through its shortest text (float8 -> numeric keeps
+            # only 15 digits).
+            via = sql.SQL("::text") if old.kind is Kind.DOUBLE else sql.SQL("")
+            for table in self._tables():
+                self._execute(
+                    sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}{}::{}").format(
+                        table,
+                        sql.Identifier(column),
+                        sql.SQL(new.postgres),
+                        sql.Identifier(column),
+                        via,
+                        sql.SQL(new.postgres),
+                    )
+                )
+            self._existing[column] = new
+        return plan.frame
+
+    def _stored_whole(self, column: str) -> int:
+        """Digits before the point of the widest value in ``column`` (target and staging)."""
+        whole = 0
+        for table in self._tables():
+            row = self._execute(
+                sql.SQL("SELECT max(abs({})) FROM {}").format(sql.Identifier(column), table)
+            ).fetchone()
+            if row and row[0] is not None:
+                whole = max(whole, decimal_shape(row[0])[0])
+        return whole
+
+    def _tables(self) -> list[sql.Composable]:
+        tables: list[sql.Composable] = [self._ident(self._write_into)]
+        if self._staging:
+            tables.append(sql.Identifier(self._stage_name))
+        return tables
 
     # ------------------------------------------------------------ finishing
 

@@ -6,10 +6,28 @@ format. A field is typed over the whole batch, never from its first rows:
 - an object in every record that has the field: its keys become columns (an empty
   object contributes none);
 - a list (of anything): compact JSON text, ``["x","y"]``;
-- one scalar type: that type (integers and floats together become floats; integers
-  beyond Int64 become Int128, as Polars reads them, and beyond that exact text);
+- booleans, or strings: that type; numbers: see below;
 - anything else (an integer here, a string there; an object here, a string there):
   text, with the non-strings JSON-encoded (``123`` -> ``"123"``, ``true`` -> ``"true"``).
+
+How numbers are read: from their text, exactly; never through a binary float unless
+the value survives one. A number is *exact in a double* when it is an integer of at
+most 2**53 in size, or when its value equals the shortest spelling of the nearest
+double (``1.5``, ``0.1``, ``2.5e-3``; not ``0.10000000000000001``, ``9007199254740993.0``
+nor ``2**64``, which a double holds but prints as ``1.8446744073709552e+19``): the
+number reads back the same from the double. Per column, over the batch:
+
+1. integers only, all within Int64: ``Int64`` (``bigint``);
+2. integers only, some beyond Int64, none over 38 digits: ``Decimal(38, 0)``;
+3. any fraction or exponent, every value exact in a double: ``Float64`` (``double``);
+4. otherwise, when every value fits 38 digits with the largest scale seen ``s``:
+   ``Decimal(38, s)`` (``2**62 + 1`` beside ``1.5`` gives ``decimal(38,1)``);
+5. otherwise: exact text, the number as written (``1E+400``: Python's decimal spelling,
+   which keeps every digit and writes the exponent as ``E+``/``E-``).
+
+``NaN`` and ``Infinity`` are not JSON; the readers refuse them. Across batches the
+destinations widen an undeclared column's table type the same way (see
+:mod:`ladle.destinations.evolve`).
 
 Column names are kept as the data spells them; the pipeline normalizes them.
 """
@@ -17,19 +35,25 @@ Column names are kept as the data spells them; the pipeline normalizes them.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import polars as pl
 
 from ladle.batch import json_text
+from ladle.schema import (
+    INT64,
+    MAX_DIGITS,
+    WIDE_INTEGERS,
+    decimal_shape,
+    exact_in_double,
+    wide_integers,
+)
 
 SEPARATOR = "__"
 """Joins the keys of a nested field into one column name."""
-
-_INT64 = (-(2**63), 2**63 - 1)
-_INT128 = (-(2**127), 2**127 - 1)
 
 
 class ColumnClash(Exception):
@@ -44,8 +68,63 @@ class ColumnClash(Exception):
 
 
 def to_json_text(value: Any) -> str:
-    """Compact JSON, non-ASCII kept as is: the one spelling of nested values in a column."""
+    """Compact JSON, non-ASCII kept as is: the one spelling of nested values in a column.
+
+    Exact numbers (``Decimal``, as the JSON readers give them) keep every digit.
+    """
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except TypeError:
+        return _json_with_decimals(value)
+
+
+def _json_with_decimals(value: Any) -> str:
+    # json.dumps has no hook that writes a raw number; Decimal's str is valid JSON.
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        items = (f"{to_json_text(str(k))}:{_json_with_decimals(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_json_with_decimals(v) for v in value) + "]"
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# ---------------------------------------------------------------------------------------
+# Numbers
+
+
+def number_series(name: str, values: Sequence[Any]) -> pl.Series:
+    """A column of numbers (int, float, Decimal or None) typed by the rule in the module doc."""
+    present = [v for v in values if v is not None]
+    if all(isinstance(v, int) for v in present):
+        if not present or (INT64[0] <= min(present) and max(present) <= INT64[1]):
+            return pl.Series(name, values, dtype=pl.Int64)
+    elif all(exact_in_double(v) for v in present):
+        return pl.Series(name, [None if v is None else float(v) for v in values], pl.Float64)
+    scale = fitting_scale(present)
+    if scale is not None:
+        exact = [None if v is None else _as_decimal(v) for v in values]
+        return pl.Series(name, exact, dtype=pl.Decimal(MAX_DIGITS, scale))
+    return pl.Series(name, [None if v is None else number_text(v) for v in values], pl.String)
+
+
+def fitting_scale(numbers: Iterable[int | float | Decimal]) -> int | None:
+    """The largest scale among ``numbers`` if all fit ``decimal(38, scale)``; else None."""
+    whole, scale = 0, 0
+    for value in numbers:
+        digits, places = decimal_shape(value)
+        whole, scale = max(whole, digits), max(scale, places)
+    return scale if whole + scale <= MAX_DIGITS else None
+
+
+def number_text(value: int | float | Decimal) -> str:
+    """A number as exact text: integers and decimals digit for digit, floats as repr."""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _as_decimal(value: int | float | Decimal) -> Decimal:
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
 
 
 # ---------------------------------------------------------------------------------------
@@ -90,25 +169,12 @@ def _add_values(columns: dict[str, pl.Series], path: tuple[str, ...], values: li
 def _series(name: str, kinds: set[type], values: list[Any]) -> pl.Series:
     if kinds == {bool}:
         return pl.Series(name, values, dtype=pl.Boolean)
-    if kinds == {int}:
-        return _integers(name, values)
-    if kinds <= {int, float} and kinds:
-        return pl.Series(name, [None if v is None else float(v) for v in values], pl.Float64)
+    if kinds <= {int, float, Decimal} and kinds:
+        return number_series(name, values)
     if kinds <= {str}:
         return pl.Series(name, values, dtype=pl.String)
     texts = [v if v is None or isinstance(v, str) else to_json_text(v) for v in values]
     return pl.Series(name, texts, dtype=pl.String)
-
-
-def _integers(name: str, values: list[Any]) -> pl.Series:
-    """Int64, or Int128 as Polars reads such JSON; wider still stays exact as text."""
-    present = [v for v in values if v is not None]
-    low, high = min(present), max(present)
-    if _INT64[0] <= low and high <= _INT64[1]:
-        return pl.Series(name, values, dtype=pl.Int64)
-    if _INT128[0] <= low and high <= _INT128[1]:
-        return pl.Series(name, values, dtype=pl.Int128)
-    return pl.Series(name, [None if v is None else str(v) for v in values], dtype=pl.String)
 
 
 # ---------------------------------------------------------------------------------------
@@ -152,12 +218,15 @@ def _collect_leaves(found: list[Leaf], path: tuple[str, ...], series: pl.Series)
 
 
 def flat_series(leaf: Leaf) -> pl.Series:
-    """The leaf as a flat column: lists as JSON text, all-null columns as text."""
+    """The leaf as a flat column: lists as JSON text, all-null columns as text, integers
+    wider than Int64 as ``Decimal(38, 0)`` (or exact text beyond 38 digits)."""
     values = leaf.values
     if isinstance(values.dtype, pl.List | pl.Array):
         values = list_to_json(values)
     elif isinstance(values.dtype, pl.Null):
         values = values.cast(pl.String)
+    elif isinstance(values.dtype, WIDE_INTEGERS):
+        values = wide_integers(values)
     return values.alias(leaf.name)
 
 

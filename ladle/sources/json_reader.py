@@ -8,7 +8,12 @@ parsed line by line, so one bad line costs its chunk some speed and nothing else
 
 Both roads give the same frame, with two known differences in spelling, not value: a
 float sharing a field with strings is spelled by Polars (``1`` rather than ``1.0``), and
-a fraction inside a list too (``1e-7`` rather than ``1e-07``).
+a fraction inside a list too (``1e-7`` rather than ``1E-7``).
+
+Numbers are exact on every road (rules in :mod:`ladle.sources.flatten`). Polars reads
+every fraction as a double; that is only kept when the chunk shows that no number
+lost digits on the way (see ``_numbers_survive``); otherwise the chunk goes line by
+line, where ``json.loads`` and ijson give exact ``Decimal`` values.
 
 JSON documents are streamed with ijson: a top-level array, the array under a known
 key, an explicit ``records:`` path, or a single object.
@@ -20,6 +25,7 @@ import codecs
 import json
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import IO, Any
 
@@ -30,6 +36,7 @@ from polars.datatypes import DataTypeClass
 from ladle.batch import SourceBatch, Unreadable
 from ladle.errors import SourceError
 from ladle.memory import BatchBudget
+from ladle.schema import exact_in_double
 from ladle.sources.decoding import (
     bad_byte_message,
     is_utf8,
@@ -58,7 +65,7 @@ def json_kind(value: Any) -> str:
         return "an array"
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):
         return "a number"
     if isinstance(value, str):
         return "a string"
@@ -231,8 +238,9 @@ def _parse_fast(chunk: _Chunk, name: str) -> SourceBatch | None:
     """The whole chunk in one Polars call, or None when it needs reading line by line."""
     if chunk.undecodable:
         return None
+    data = b"".join(chunk.lines)
     try:
-        frame = pl.read_ndjson(b"".join(chunk.lines), infer_schema_length=None)
+        frame = pl.read_ndjson(data, infer_schema_length=None)
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException):
         return None  # a Polars bug on odd input must cost speed, not the run
     rows: range | list[int] = range(len(chunk.lines))
@@ -240,7 +248,7 @@ def _parse_fast(chunk: _Chunk, name: str) -> SourceBatch | None:
         rows = [i for i, line in enumerate(chunk.lines) if line.strip()]
         if frame.height != len(rows):
             return None
-    flat = _flatten_faithfully(frame)
+    flat = _flatten_faithfully(frame, data)
     if flat is None:
         return None
     positions = [chunk.position(name, i) for i in rows]
@@ -277,12 +285,22 @@ def _parse_line(line: bytes, position: str) -> dict[str, Any] | Unreadable:
         return Unreadable(position, raw, message, rule="encoding")
     raw = text.rstrip("\r\n")
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_float=Decimal, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         return Unreadable(position, raw, f"invalid JSON: {exc.msg} (column {exc.colno})")
+    except _NotJson as exc:
+        return Unreadable(position, raw, f"invalid JSON: {exc}")
     if not isinstance(value, dict):
         return Unreadable(position, raw, not_an_object(value))
     return value
+
+
+class _NotJson(ValueError):
+    """A token Python's json module accepts but JSON does not (NaN, Infinity)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON value (JSON numbers are finite)")
 
 
 # Polars reconciles some mixed types silently: it renders an object that shares a field
@@ -293,14 +311,17 @@ def _parse_line(line: bytes, position: str) -> dict[str, Any] | Unreadable:
 _LOOKS_CODED = r"^(?:-?[0-9]|true$|false$|[\[{])"
 
 
-def _flatten_faithfully(frame: pl.DataFrame) -> pl.DataFrame | None:
-    """Flatten a frame read by Polars, or None if it may hold values Polars made up."""
+def _flatten_faithfully(frame: pl.DataFrame, data: bytes) -> pl.DataFrame | None:
+    """Flatten a frame Polars read from ``data``, or None if it may hold values Polars
+    made up (a reconciled type, or a number rounded to a double)."""
     try:
         found = leaves(frame)
     except ColumnClash:
         return None  # the slow road reports it, with a position
     if not found:
         return pl.DataFrame(height=frame.height)
+    if not _numbers_survive(data, [leaf.values for leaf in found]):
+        return None
     checked = {f"c{i}": leaf for i, leaf in enumerate(found)}
     doubts = [
         _doubt(pl.col(name), leaf.values.dtype, in_list=False) for name, leaf in checked.items()
@@ -311,6 +332,84 @@ def _flatten_faithfully(frame: pl.DataFrame) -> pl.DataFrame | None:
         if values.select(pl.any_horizontal(checks)).item():
             return None
     return frame_of([flat_series(leaf) for leaf in found])
+
+
+# A number that may not survive a double has 16 or more digits (a point counted as one,
+# so some 15-digit fractions are doubted too), or an exponent below -99 (a subnormal or
+# an underflow to zero). With fewer digits a double always holds the value (DBL_DIG is
+# 15); a number too large for a double fails Polars' read, which sends the chunk down
+# the exact road.
+_DIGIT_RUNS = bytes(ord("d") if c in b"0123456789." else ord("x") for c in range(256))
+_LONG_RUN = b"d" * 16
+_TINY_EXPONENT = r"[eE]-0*[1-9][0-9]{2}"
+_NUMBER = r"[-+.0-9]{16,}(?:[eE][-+]?[0-9]+)?|[-+.0-9]*[eE][-+]?[0-9]{3,}"
+_SMALLEST_NORMAL = 2.2250738585072014e-308
+
+
+def _numbers_survive(data: bytes, columns: list[pl.Series]) -> bool:
+    """Whether every number Polars read as a double kept its value (see module doc).
+
+    A byte translation finds the chunks with a long number (a regex would cost a third
+    of the read); only those, and those with a zero or subnormal double beside a tiny
+    exponent, have their doubtful numbers checked one by one. A number inside a string
+    may be doubted too, which costs speed, never a value. A long integer only matters
+    when it landed in a float column (one reaching 2**53).
+    """
+    floats = [_float_values(column) for column in columns if _holds_floats(column.dtype)]
+    if not floats:
+        return True
+    long = _has_long_run(data)
+    tiny = any(f is None or bool((f.abs() < _SMALLEST_NORMAL).any()) for f in floats)
+    if not long and not tiny:
+        return True
+    text = pl.Series([data]).cast(pl.String)
+    if not long and not text.str.contains(_TINY_EXPONENT).item():
+        return True
+    tokens = text.str.extract_all(_NUMBER).explode().drop_nulls()
+    if not any(f is None or bool((f.abs() >= 2.0**53).any()) for f in floats):
+        tokens = tokens.filter(tokens.str.contains("[.eE]"))
+    return all(_survives(token) for token in tokens.unique().to_list())
+
+
+def _has_long_run(data: bytes) -> bool:
+    """Whether 16 digits or points follow each other somewhere in ``data``.
+
+    Any 16 bytes in a row hold 4 bytes at positions divisible by 4, next to each other in
+    ``data[::4]``: that quarter of the bytes rules most chunks out at half the cost.
+    """
+    if _LONG_RUN[:4] not in data[::4].translate(_DIGIT_RUNS):
+        return False
+    return _LONG_RUN in data.translate(_DIGIT_RUNS)
+
+
+def _holds_floats(dtype: pl.DataType | DataTypeClass) -> bool:
+    if isinstance(dtype, type):
+        dtype = dtype()
+    if isinstance(dtype, pl.List | pl.Array):
+        return _holds_floats(dtype.inner)
+    if isinstance(dtype, pl.Struct):
+        return any(_holds_floats(fld.dtype) for fld in dtype.fields)
+    return dtype.is_float()
+
+
+def _float_values(column: pl.Series) -> pl.Series | None:
+    """The floats of a column, out of any lists; None for floats in structs in lists."""
+    while isinstance(column.dtype, pl.List | pl.Array):
+        column = column.explode() if isinstance(column.dtype, pl.List) else column.arr.explode()
+    return column if column.dtype.is_float() else None
+
+
+def _survives(token: str) -> bool:
+    """Whether the number ``token`` is exact in a double; text that is no number is fine."""
+    try:
+        number = Decimal(token)
+    except InvalidOperation:
+        return True
+    if not number.is_finite():
+        return True
+    if "." in token or "e" in token or "E" in token:
+        return exact_in_double(number)
+    return exact_in_double(int(number))
 
 
 def _doubt(expr: pl.Expr, dtype: pl.DataType | DataTypeClass, *, in_list: bool) -> pl.Expr | None:
@@ -490,7 +589,7 @@ def _stream_items(
     positions: list[str] = []
     unreadable: list[Unreadable] = []
     try:
-        for item in ijson.items(document, target.prefix, use_float=True):
+        for item in ijson.items(document, target.prefix, use_float=False):
             position = target.position(name, index)
             index += 1
             now = consumed()
