@@ -211,7 +211,6 @@ class NumberCaster:
 
     def __init__(self, target: ColumnType) -> None:
         self.target = target
-        self._fast = _FAST[target.kind]
 
     def __call__(self, values: pl.Series) -> tuple[pl.Series, pl.Series]:
         """The cast values and the mask of refused ones."""
@@ -225,40 +224,38 @@ class NumberCaster:
         """The cast values, and a row of :data:`REFUSALS` for each value refused."""
         if values.dtype == self.target.polars:
             return values, pl.DataFrame(schema=REFUSALS)
-        fast = self._fast(values, self.target).alias(values.name)
-        unsettled = (fast.is_null() & values.is_not_null()).arg_true()
-        if unsettled.len() and isinstance(values.dtype, pl.String):
-            # Text is read untrimmed first (trimming every value costs a third of the cast);
-            # the few values that did not parse are trimmed and tried once more. Blank text
-            # is a missing value: it is dropped here, not one by one in Python.
-            trimmed = values.gather(unsettled).str.strip_chars()
-            retried = self._fast(trimmed, self.target)
-            fast = fast.scatter(unsettled, retried)
-            unsettled = unsettled.filter(retried.is_null() & (trimmed.str.len_bytes() > 0))
-        return self._settle(values, fast, unsettled)
+        cast = _FAST[self.target.kind](values, self.target).alias(values.name)
+        rows = (cast.is_null() & values.is_not_null()).arg_true()
+        if not rows.len():
+            return cast, pl.DataFrame(schema=REFUSALS)
+        # Second pass, still in Polars, over the values left: their number text (trimmed
+        # text, a float's shortest text) read by the type's text rules, which for a decimal
+        # round excess digits half away from zero. Trimming only here saves a third of the
+        # first pass. Blank text is a missing value, dropped here rather than in Python.
+        text = _select(values.gather(rows), _number_text(pl.col("v"), values.dtype))
+        read = _TEXT[self.target.kind](text, self.target)
+        cast = cast.scatter(rows, read)
+        left = read.is_null() & (text.str.len_bytes() > 0)
+        return self._settle(values, cast, rows.filter(left), text.filter(left))
 
     def _settle(
-        self, values: pl.Series, fast: pl.Series, rows: pl.Series
+        self, values: pl.Series, cast: pl.Series, rows: pl.Series, texts: pl.Series
     ) -> tuple[pl.Series, pl.DataFrame]:
-        """Read the values Polars left unsettled exactly, one by one."""
+        """Read the values Polars could not settle exactly, one by one (usually none)."""
         refused: list[tuple[int, str, str]] = []
         settled: dict[int, Number] = {}
-        if rows.len():
-            subset = values.gather(rows).to_frame("v")
-            readings = subset.select(
-                _number_text(pl.col("v"), values.dtype).alias("text"),
-                as_text(pl.col("v"), values.dtype).alias("written"),
-            ).rows()
-            for row, (text, written) in zip(rows.to_list(), readings, strict=True):
-                result = exact_number(text, self.target, written=written)
-                if isinstance(result, Refusal):
-                    refused.append((row, result.rule, result.message))
-                else:
-                    settled[row] = result
+        written = _select(values.gather(rows), as_text(pl.col("v"), values.dtype))
+        readings = zip(rows.to_list(), texts.to_list(), written.to_list(), strict=True)
+        for row, text, shown in readings:
+            result = exact_number(text, self.target, written=shown)
+            if isinstance(result, Refusal):
+                refused.append((row, result.rule, result.message))
+            else:
+                settled[row] = result
         if settled:
             exact = pl.Series(list(settled.values()), dtype=self.target.polars)
-            fast = fast.scatter(list(settled), exact)
-        return fast, pl.DataFrame(refused, schema=REFUSALS, orient="row")
+            cast = cast.scatter(list(settled), exact)
+        return cast, pl.DataFrame(refused, schema=REFUSALS, orient="row")
 
 
 def exact_number(text: str, target: ColumnType, *, written: str | None = None) -> Number | Refusal:
@@ -329,12 +326,13 @@ _EXACT: dict[Kind, Callable[[Decimal, ColumnType, str], Number | Refusal]] = {
 
 
 def _number_text(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """A value as number text for :func:`exact_number`: trimmed text, 1/0 for bools."""
+    """A present value as number text: trimmed text, a float's shortest text, 1/0 for bools."""
     if isinstance(dtype, pl.String):
         return column.str.strip_chars()
     if isinstance(dtype, pl.Boolean):
         return column.cast(pl.Int8).cast(pl.String)
-    return as_text(column, dtype)
+    # A value with no text (bytes that are not UTF-8) must still be refused, not dropped.
+    return as_text(column, dtype).fill_null("?")
 
 
 def _select(values: pl.Series, expr: pl.Expr) -> pl.Series:
@@ -360,7 +358,7 @@ def _fast_double(values: pl.Series, target: ColumnType) -> pl.Series:
     """The nearest double; a zero or an infinity only where the text says so."""
     dtype, v = values.dtype, pl.col("v")
     if isinstance(dtype, pl.String):
-        return _double_from_text(values)
+        return _double_from_text(values, target)
     if isinstance(dtype, pl.Decimal):
         number = v.cast(pl.String).cast(pl.Float64)  # text to double rounds correctly
     elif isinstance(dtype, pl.Boolean):
@@ -372,7 +370,13 @@ def _fast_double(values: pl.Series, target: ColumnType) -> pl.Series:
     return _select(values, number.cast(pl.Float64))
 
 
-def _double_from_text(text: pl.Series) -> pl.Series:
+def _integer_from_text(text: pl.Series, target: ColumnType) -> pl.Series:
+    """Integer text that fits; text with a point or an exponent is left to Python."""
+    return _select(text, pl.col("v").cast(pl.Int64, strict=False).cast(target.polars, strict=False))
+
+
+def _double_from_text(text: pl.Series, target: ColumnType) -> pl.Series:
+    """The nearest double; a zero or an infinity only where the text says so."""
     # Polars reads 1e309 as inf and 1e-400 as 0: keep a zero or non-finite reading only
     # where the text spells zero, NaN or an infinity, and leave the others to Python.
     number = text.cast(pl.Float64, strict=False)
@@ -405,6 +409,22 @@ def _fast_decimal(values: pl.Series, target: ColumnType) -> pl.Series:
     return _select(values, number.cast(target.polars, strict=False))
 
 
+def _decimal_from_text(text: pl.Series, target: ColumnType) -> pl.Series:
+    """Decimal text read exactly at a wider scale, then rounded half away from zero."""
+    scale = target.scale or 0
+    # Decimal(38, wide) holds every digit the type allows before the point, plus one for
+    # a carry when rounding; text with more decimals than that is left to Python.
+    wide = 37 - ((target.precision or DEFAULT_DECIMAL[0]) - scale)
+    if wide <= scale:
+        return _fast_decimal(text, target)
+    v = pl.col("v")
+    exact = pl.when(v.str.contains(_plain_decimal(wide))).then(v)
+    rounded = exact.cast(pl.Decimal(38, wide), strict=False).round(
+        scale, mode="half_away_from_zero"
+    )
+    return _select(text, rounded.cast(target.polars, strict=False))
+
+
 def _plain_decimal(scale: int) -> str:
     """A regex for decimal text with at most ``scale`` digits after the point, no exponent."""
     if not scale:
@@ -417,6 +437,12 @@ _FAST: dict[Kind, Callable[[pl.Series, ColumnType], pl.Series]] = {
     Kind.BIGINT: _fast_integer,
     Kind.DOUBLE: _fast_double,
     Kind.DECIMAL: _fast_decimal,
+}
+_TEXT: dict[Kind, Callable[[pl.Series, ColumnType], pl.Series]] = {
+    Kind.INT: _integer_from_text,
+    Kind.BIGINT: _integer_from_text,
+    Kind.DOUBLE: _double_from_text,
+    Kind.DECIMAL: _decimal_from_text,
 }
 
 

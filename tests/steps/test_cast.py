@@ -390,6 +390,18 @@ def test_integers_are_read_exactly_from_numbers() -> None:
             [("range", "'99.995' does not fit decimal(4,2) (at most 2 digits before the point)")],
         ),
         (["NaN"], "decimal(4,2)", None, [("type", "cannot parse 'NaN' as decimal(4,2)")]),
+        (
+            ["-9999999999.995"],
+            "decimal(12,2)",
+            None,
+            [
+                (
+                    "range",
+                    "'-9999999999.995' does not fit decimal(12,2) (at most 10 digits before the "
+                    "point)",
+                )
+            ],
+        ),
     ],
 )
 def test_refused_numbers_say_why(
@@ -440,6 +452,19 @@ def test_double_from_decimals_is_the_nearest_double() -> None:
         ("9999999999.99", "decimal(12,2)", "9999999999.99"),
         ("  12.50 ", "decimal(12,2)", "12.50"),
         ("0000000000001.50", "decimal(3,2)", "1.50"),
+        ("9999999999.994999", "decimal(12,2)", "9999999999.99"),
+        ("-9999999999.9949999999999999999999999", "decimal(12,2)", "-9999999999.99"),
+        (
+            "0.12345678901234567890123456789012345678",
+            "decimal(38,38)",
+            "0.12345678901234567890123456789012345678",
+        ),
+        (
+            "12345678901234567890123456789012345678.5",
+            "decimal(38,0)",
+            "12345678901234567890123456789012345679",
+        ),
+        ("1.5", "decimal(38,0)", "2"),
     ],
 )
 def test_decimals_are_exact_and_round_half_away_from_zero(
