@@ -53,7 +53,7 @@ _BOOL_WORDS = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
 
 
 class Cast:
-    """Cast columns to their types; rows with a value that does not parse are rejected.
+    """Cast columns to their types; rows with a value that does not parse or fit are rejected.
 
     Everything about a column is decided here once: its type, its zone and formats.
     A declared column missing from a batch is added as a typed null column, so every
