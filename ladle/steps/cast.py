@@ -170,10 +170,13 @@ def caster_for(target: ColumnType) -> Caster:
 
 # -- numbers --------------------------------------------------------------------------------
 #
-# Polars settles the ordinary values of a column in one pass (integer text, text with no more
-# decimals than the scale, numbers that fit); whatever it cannot settle exactly is left null
-# and read again in Python with ``decimal.Decimal``, which never goes through a binary float.
-# Those rows are usually none, so the Python loop costs nothing on ordinary data.
+# Three passes, each over what the one before left null. Polars settles the ordinary values
+# of a column in one pass over the values as they are (integer text, text with no more
+# decimals than the scale, numbers that fit). A second Polars pass reads the few left as
+# trimmed number text (decimal text with excess digits is rounded half away from zero there).
+# What is still unsettled (exponents, overflow, text that is no number) is read in Python
+# with ``decimal.Decimal``, which never goes through a binary float, and is either settled
+# exactly or refused with the reason. Those rows are usually none.
 
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _SPECIAL = re.compile(r"[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
@@ -345,8 +348,11 @@ def _fast_integer(values: pl.Series, target: ColumnType) -> pl.Series:
     dtype, v = values.dtype, pl.col("v")
     if isinstance(dtype, pl.String):
         number: pl.Expr = v.cast(pl.Int64, strict=False)
-    elif dtype.is_float() or isinstance(dtype, pl.Decimal):
+    elif dtype.is_float():
         number = pl.when(v == v.floor()).then(v)
+    elif isinstance(dtype, pl.Decimal):
+        bounded = _bounded(v, dtype)
+        number = pl.when(bounded == bounded.floor()).then(bounded)
     elif dtype.is_integer() or isinstance(dtype, pl.Boolean | pl.Null):
         number = v
     else:
@@ -399,7 +405,7 @@ def _fast_decimal(values: pl.Series, target: ColumnType) -> pl.Series:
         plain = text.str.contains(_plain_decimal(scale))
         number: pl.Expr = pl.when(plain).then(text)
     elif isinstance(dtype, pl.Decimal) and (dtype.scale or 0) > scale:
-        number = v.round(scale, mode="half_away_from_zero")
+        number = _bounded(v, dtype).round(scale, mode="half_away_from_zero")
     elif isinstance(dtype, pl.Boolean):
         number = v.cast(pl.Int8)
     elif dtype.is_integer() or isinstance(dtype, pl.Decimal | pl.Null):
@@ -417,12 +423,20 @@ def _decimal_from_text(text: pl.Series, target: ColumnType) -> pl.Series:
     wide = 37 - ((target.precision or DEFAULT_DECIMAL[0]) - scale)
     if wide <= scale:
         return _fast_decimal(text, target)
-    v = pl.col("v")
-    exact = pl.when(v.str.contains(_plain_decimal(wide))).then(v)
-    rounded = exact.cast(pl.Decimal(38, wide), strict=False).round(
-        scale, mode="half_away_from_zero"
-    )
+    v, dtype = pl.col("v"), pl.Decimal(38, wide)
+    exact = pl.when(v.str.contains(_plain_decimal(wide))).then(v).cast(dtype, strict=False)
+    rounded = _bounded(exact, dtype).round(scale, mode="half_away_from_zero")
     return _select(text, rounded.cast(target.polars, strict=False))
+
+
+def _bounded(number: pl.Expr, dtype: pl.Decimal) -> pl.Expr:
+    """The decimals that rounding cannot carry past their dtype's precision; others null.
+
+    Polars raises on such an overflow; the few values near the limit go to Python instead.
+    """
+    precision, scale = dtype.precision or 38, dtype.scale or 0
+    room = 0.99 * 10.0 ** (precision - scale - 1)  # below 10^(digits-1): room for a carry
+    return pl.when(number.cast(pl.Float64).abs() < room).then(number)
 
 
 def _plain_decimal(scale: int) -> str:

@@ -490,6 +490,35 @@ def test_decimals_from_decimals_and_integers() -> None:
     assert cast([True, None], "decimal(3,1)") == ([Decimal("1.0"), None], [False, False])
 
 
+def test_rounding_at_the_edge_of_a_decimal_never_raises() -> None:
+    """Rounding that carries past the input's precision (Polars raises there) is done exactly."""
+    edge = Decimal("999999999999999999999999999999999999.5")
+    rounded = Decimal("1000000000000000000000000000000000000")
+    assert cast([edge, Decimal("-1.5")], "decimal(38,0)", pl.Decimal(38, 1)) == (
+        [rounded, Decimal(-2)],
+        [False, False],
+    )
+    assert cast([edge], "bigint", pl.Decimal(38, 1)) == ([None], [True])
+    assert cast([Decimal("-9.5"), Decimal("-9")], "int", pl.Decimal(38, 37)) == (
+        [None, -9],
+        [True, False],
+    )
+    nines = Decimal("9999999999.9995")
+    assert refusals([nines], "decimal(12,2)", pl.Decimal(15, 4)) == [
+        ("range", f"'{nines}' does not fit decimal(12,2) (at most 10 digits before the point)")
+    ]
+    assert refusals(["99999999999.999", "9999999999.995"], "decimal(12,2)") == [
+        (
+            "range",
+            "'99999999999.999' does not fit decimal(12,2) (at most 10 digits before the point)",
+        ),
+        (
+            "range",
+            "'9999999999.995' does not fit decimal(12,2) (at most 10 digits before the point)",
+        ),
+    ]
+
+
 def test_a_decimal_that_does_not_fit_never_raises(batch: Batch, context: StepContext) -> None:
     """Too many digits before the point is a reject of that row, not an error for the run."""
     frame = batch(amount=[12.5, 123456789012.5], id=[1, 2])
@@ -622,21 +651,26 @@ def test_any_decimal_too_wide_is_refused(whole: int, sign: str, fraction: str) -
 def _expected(text: str, type_: str) -> Any:
     """What exact arithmetic says ``text`` is as ``type_``: a value, or None when refused."""
     number = Decimal(text)
-    if type_ == "bigint":
+    if type_ in ("int", "bigint"):
+        bits = 31 if type_ == "int" else 63
         whole = number == number.to_integral_value()
-        return int(number) if whole and BIGINT[0] <= number <= BIGINT[1] else None
+        return int(number) if whole and -(2**bits) <= number < 2**bits else None
     if type_ == "double":
         value = float(number)
         return None if math.isinf(value) or (value == 0 and number != 0) else value
+    target = parse_type(type_)
+    scale = target.scale or 0
     with localcontext() as exact:
-        exact.prec = 2000  # enough for any text NUMBER_TEXT spells, at scale 3
-        rounded = number.quantize(Decimal("0.001"), rounding=ROUND_HALF_UP)
-    return rounded if abs(rounded) < 10**10 else None
+        exact.prec = 2000  # enough for any text NUMBER_TEXT spells, at any scale
+        rounded = number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+    return rounded if abs(rounded) < 10 ** ((target.precision or 38) - scale) else None
 
 
 @given(
     text=st.from_regex(NUMBER_TEXT),
-    type_=st.sampled_from(["bigint", "double", "decimal(13,3)"]),
+    type_=st.sampled_from(
+        ["int", "bigint", "double", "decimal(13,3)", "decimal(38,0)", "decimal(38,37)"]
+    ),
 )
 def test_any_number_text_is_read_as_exact_arithmetic_says(text: str, type_: str) -> None:
     """Every number text casts to what Decimal arithmetic makes of it, or is refused for range."""
@@ -645,3 +679,33 @@ def test_any_number_text_is_read_as_exact_arithmetic_says(text: str, type_: str)
     assert (values, failed) == ([expected], [expected is None])
     if expected is None:
         assert [rule for rule, _ in refusals([text], type_)] == ["range"]
+
+
+@given(
+    coefficient=st.integers(min_value=-(10**37) + 1, max_value=10**37 - 1),
+    scale=st.integers(min_value=0, max_value=37),
+    type_=st.sampled_from(
+        ["int", "bigint", "double", "decimal(13,3)", "decimal(38,0)", "decimal(38,37)"]
+    ),
+)
+def test_any_polars_decimal_is_cast_as_exact_arithmetic_says(
+    coefficient: int, scale: int, type_: str
+) -> None:
+    """Every Polars decimal casts to what Decimal arithmetic makes of it, or is refused."""
+    number = Decimal(coefficient).scaleb(-scale)
+    expected = _expected(str(number), type_)
+    values, failed = cast([number], type_, pl.Decimal(38, scale))
+    assert (values, failed) == ([expected], [expected is None])
+
+
+@given(
+    number=st.floats(allow_nan=False, allow_infinity=False),
+    type_=st.sampled_from(["int", "bigint", "decimal(13,3)", "decimal(38,10)"]),
+)
+def test_any_float_is_cast_as_postgresql_casts_it(number: float, type_: str) -> None:
+    """A float goes into an integer by its exact value, into a decimal by its shortest text."""
+    if type_ in ("int", "bigint"):
+        expected = _expected(str(Decimal(number)), type_)  # the float's exact binary value
+    else:
+        expected = _expected(repr(number), type_)
+    assert cast([number], type_, pl.Float64) == ([expected], [expected is None])
