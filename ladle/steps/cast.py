@@ -423,9 +423,14 @@ def _decimal_from_text(text: pl.Series, target: ColumnType) -> pl.Series:
     wide = 37 - ((target.precision or DEFAULT_DECIMAL[0]) - scale)
     if wide <= scale:
         return _fast_decimal(text, target)
-    v, dtype = pl.col("v"), pl.Decimal(38, wide)
-    exact = pl.when(v.str.contains(_plain_decimal(wide))).then(v).cast(dtype, strict=False)
-    rounded = _bounded(exact, dtype).round(scale, mode="half_away_from_zero")
+    # At most p - s digits before the point, so the carry of rounding fits Decimal(38, wide)
+    # (Polars raises on that overflow); longer text is left to Python.
+    whole = (target.precision or DEFAULT_DECIMAL[0]) - scale
+    digits = rf"[0-9]{{1,{whole}}}(?:\.[0-9]{{0,{wide}}})?|" if whole else ""
+    plain = rf"^[+-]?(?:{digits}\.[0-9]{{1,{wide}}})$"
+    v = pl.col("v")
+    exact = pl.when(v.str.contains(plain)).then(v).cast(pl.Decimal(38, wide), strict=False)
+    rounded = exact.round(scale, mode="half_away_from_zero")
     return _select(text, rounded.cast(target.polars, strict=False))
 
 
