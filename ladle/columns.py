@@ -20,7 +20,8 @@ class ColumnSpec(BaseModel):
 
     type: ColumnType | None = None
     """The column's type; not set: inferred from the data. A value that does not parse
-    quarantines its record (rule ``type``)."""
+    quarantines its record (rule ``type``), and so does a number that does not fit the
+    type exactly (rule ``range``)."""
     required: bool = False
     """Reject a record whose value is null or blank text."""
     in_: list[Any] | None = Field(default=None, alias="in")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 import polars as pl
@@ -76,7 +76,8 @@ def test_numbers_from_numbers() -> None:
     assert cast([1, 2**40], "bigint") == ([1, 2**40], [False, False])
     assert cast([True, False], "int") == ([1, 0], [False, False])
     assert cast([1, 2], "double") == ([1.0, 2.0], [False, False])
-    assert cast([1.005], "decimal(10,2)") == ([Decimal("1.00")], [False])
+    # A float goes into a decimal by its shortest text, as it prints: 1.005 is 1.005.
+    assert cast([1.005], "decimal(10,2)") == ([Decimal("1.01")], [False])
 
 
 @pytest.mark.parametrize(
@@ -242,6 +243,299 @@ def test_cast_handles_an_empty_batch(context: StepContext) -> None:
     assert result.rejects.height == 0
 
 
+# -- exact numbers -------------------------------------------------------------------------
+
+
+def refusals(values: list[Any], type_: str, dtype: Any = None) -> list[tuple[str, str]]:
+    """Cast one Series to ``type_`` through the step: (rule, message) of each rejected value."""
+    context = StepContext(resource="t")
+    frame = pl.DataFrame({ROW: range(len(values)), "v": pl.Series(values, dtype=dtype)})
+    rejects = Cast({"v": type_}, context)(frame).rejects.sort(ROW)
+    return list(zip(rejects.get_column("rule"), rejects.get_column("message"), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("text", "type_", "expected"),
+    [
+        ("9007199254740993.0", "bigint", 9007199254740993),
+        ("9223372036854775807.000", "bigint", 2**63 - 1),
+        ("-9223372036854775808", "bigint", -(2**63)),
+        ("-922337203685477580.8e1", "bigint", -(2**63)),
+        ("12.000", "int", 12),
+        ("1.2e3", "int", 1200),
+        ("+7", "bigint", 7),
+        (" 12 ", "int", 12),
+        ("2147483647", "int", 2**31 - 1),
+        ("-2147483648.0", "int", -(2**31)),
+        ("0.0e-999999", "bigint", 0),
+    ],
+)
+def test_integers_are_read_exactly_from_text(text: str, type_: str, expected: int) -> None:
+    """Integral text becomes its integer exactly, whatever way it is written: no float between."""
+    assert cast([text], type_) == ([expected], [False])
+
+
+def test_integers_are_read_exactly_from_numbers() -> None:
+    """Whole floats, decimals and wide integers become integers; nothing is truncated or wrapped."""
+    assert cast([12.0, -0.0, 2.0**62], "bigint", pl.Float64) == ([12, 0, 2**62], [False] * 3)
+    assert cast([float(-(2**63)), 2.0**63], "bigint") == ([-(2**63), None], [False, True])
+    big = Decimal("9223372036854775807.0000000000")
+    decimals = [big, Decimal("12.5"), Decimal("-3")]
+    assert cast(decimals, "bigint", pl.Decimal(38, 10)) == ([2**63 - 1, None, -3], [0, 1, 0])
+    wide = [2**63 - 1, 2**63, -(2**63) - 1, 5]
+    assert cast(wide, "bigint", pl.Int128) == ([2**63 - 1, None, None, 5], [0, 1, 1, 0])
+    assert cast([2**31, 7], "int", pl.Int128) == ([None, 7], [True, False])
+
+
+@pytest.mark.parametrize(
+    ("values", "type_", "dtype", "expected"),
+    [
+        (["1.5"], "bigint", None, [("range", "'1.5' is not a whole number (bigint)")]),
+        ([" 1.5 "], "int", None, [("range", "' 1.5 ' is not a whole number (int)")]),
+        ([1.5], "bigint", pl.Float64, [("range", "'1.5' is not a whole number (bigint)")]),
+        (
+            [Decimal("12.50")],
+            "int",
+            pl.Decimal(38, 2),
+            [("range", "'12.50' is not a whole number (int)")],
+        ),
+        (
+            ["-9223372036854775809"],
+            "bigint",
+            None,
+            [("range", "'-9223372036854775809' is out of range for bigint")],
+        ),
+        (
+            ["9223372036854775808.0"],
+            "bigint",
+            None,
+            [("range", "'9223372036854775808.0' is out of range for bigint")],
+        ),
+        (["2147483648"], "int", None, [("range", "'2147483648' is out of range for int")]),
+        ([2**31], "int", pl.Int64, [("range", "'2147483648' is out of range for int")]),
+        (
+            [2**63],
+            "bigint",
+            pl.Int128,
+            [("range", "'9223372036854775808' is out of range for bigint")],
+        ),
+        ([1e20], "bigint", pl.Float64, [("range", "'1e+20' is out of range for bigint")]),
+        (["1e30"], "bigint", None, [("range", "'1e30' is out of range for bigint")]),
+        (["1e999999999999"], "int", None, [("range", "'1e999999999999' is out of range for int")]),
+        (["abc"], "bigint", None, [("type", "cannot parse 'abc' as bigint")]),
+        (["1_000"], "bigint", None, [("type", "cannot parse '1_000' as bigint")]),
+        (["١٢"], "int", None, [("type", "cannot parse '١٢' as int")]),
+        ([math.nan], "int", pl.Float64, [("type", "cannot parse 'NaN' as int")]),
+        (["1e309"], "double", None, [("range", "'1e309' is out of range for double")]),
+        (["-1e309"], "double", None, [("range", "'-1e309' is out of range for double")]),
+        (
+            ["1e-400"],
+            "double",
+            None,
+            [("range", "'1e-400' is too close to zero for double (it would be 0)")],
+        ),
+        (["twelve"], "double", None, [("type", "cannot parse 'twelve' as double")]),
+        (
+            ["123456789012.5"],
+            "decimal(12,2)",
+            None,
+            [
+                (
+                    "range",
+                    "'123456789012.5' does not fit decimal(12,2) (at most 10 digits before the "
+                    "point)",
+                )
+            ],
+        ),
+        (
+            [123456789012.5],
+            "decimal(12,2)",
+            pl.Float64,
+            [
+                (
+                    "range",
+                    "'123456789012.5' does not fit decimal(12,2) (at most 10 digits before the "
+                    "point)",
+                )
+            ],
+        ),
+        (
+            [Decimal("123456789012.5")],
+            "decimal(12,2)",
+            pl.Decimal(38, 1),
+            [
+                (
+                    "range",
+                    "'123456789012.5' does not fit decimal(12,2) (at most 10 digits before the "
+                    "point)",
+                )
+            ],
+        ),
+        (
+            [10**12],
+            "decimal(12,2)",
+            pl.Int128,
+            [
+                (
+                    "range",
+                    "'1000000000000' does not fit decimal(12,2) (at most 10 digits before the "
+                    "point)",
+                )
+            ],
+        ),
+        (
+            ["99.995"],
+            "decimal(4,2)",
+            None,
+            [("range", "'99.995' does not fit decimal(4,2) (at most 2 digits before the point)")],
+        ),
+        (["NaN"], "decimal(4,2)", None, [("type", "cannot parse 'NaN' as decimal(4,2)")]),
+        (
+            ["-9999999999.995"],
+            "decimal(12,2)",
+            None,
+            [
+                (
+                    "range",
+                    "'-9999999999.995' does not fit decimal(12,2) (at most 10 digits before the "
+                    "point)",
+                )
+            ],
+        ),
+    ],
+)
+def test_refused_numbers_say_why(
+    values: list[Any], type_: str, dtype: Any, expected: list[tuple[str, str]]
+) -> None:
+    """A value that is not a number, or does not fit, is refused with its rule and reason."""
+    assert refusals(values, type_, dtype) == expected
+    assert cast(values, type_, dtype) == ([None] * len(values), [True] * len(values))
+
+
+def test_double_keeps_the_values_the_databases_store() -> None:
+    """NaN and infinities as written, zeros as written, the nearest double for the rest."""
+    texts = ["NaN", "inf", "-inf", "Infinity", "0e-400", "-0.0", "4.9e-324", "0.1", "1e308"]
+    values, failed = cast(texts, "double")
+    assert math.isnan(values[0])
+    assert values[1:] == [math.inf, -math.inf, math.inf, 0.0, -0.0, 5e-324, 0.1, 1e308]
+    assert not any(failed)
+
+
+def test_double_from_decimals_is_the_nearest_double() -> None:
+    """A decimal becomes the double nearest its exact value."""
+    exact = Decimal("12345678901234567890.1234567890")
+    values, failed = cast([exact, Decimal("0.1")], "double", pl.Decimal(38, 10))
+    assert (values, failed) == ([float(exact), 0.1], [False, False])
+
+
+@pytest.mark.parametrize(
+    ("text", "type_", "expected"),
+    [
+        ("12345678901234567890.1234567890", "decimal(38,10)", "12345678901234567890.1234567890"),
+        ("1.005", "decimal(10,2)", "1.01"),
+        ("-1.005", "decimal(10,2)", "-1.01"),
+        ("1.004", "decimal(10,2)", "1.00"),
+        ("1.015", "decimal(10,2)", "1.02"),
+        ("1.025", "decimal(10,2)", "1.03"),
+        ("2.5", "decimal(5,0)", "3"),
+        ("-2.5", "decimal(5,0)", "-3"),
+        ("1.0049999999999999999999", "decimal(10,2)", "1.00"),
+        ("1.0050000000000000000001e0", "decimal(10,2)", "1.01"),
+        ("1.2355e1", "decimal(10,2)", "12.36"),
+        ("25e-3", "decimal(10,2)", "0.03"),
+        ("-0.001", "decimal(10,2)", "0.00"),
+        ("1e-999999", "decimal(10,2)", "0.00"),
+        ("0e999999", "decimal(2,2)", "0.00"),
+        ("99.994", "decimal(4,2)", "99.99"),
+        (".5", "decimal(1,1)", "0.5"),
+        ("7", "decimal(4,1)", "7.0"),
+        ("9999999999.99", "decimal(12,2)", "9999999999.99"),
+        ("  12.50 ", "decimal(12,2)", "12.50"),
+        ("0000000000001.50", "decimal(3,2)", "1.50"),
+        ("9999999999.994999", "decimal(12,2)", "9999999999.99"),
+        ("-9999999999.9949999999999999999999999", "decimal(12,2)", "-9999999999.99"),
+        (
+            "0.12345678901234567890123456789012345678",
+            "decimal(38,38)",
+            "0.12345678901234567890123456789012345678",
+        ),
+        (
+            "12345678901234567890123456789012345678.5",
+            "decimal(38,0)",
+            "12345678901234567890123456789012345679",
+        ),
+        ("1.5", "decimal(38,0)", "2"),
+    ],
+)
+def test_decimals_are_exact_and_round_half_away_from_zero(
+    text: str, type_: str, expected: str
+) -> None:
+    """Decimal text is read exactly; excess decimals round half away from zero, as PostgreSQL."""
+    assert cast([text], type_) == ([Decimal(expected)], [False])
+
+
+def test_decimals_from_decimals_and_integers() -> None:
+    """Decimals and integers go into a decimal exactly, rounded half away from zero."""
+    exact = Decimal("12345678901234567890.1234567890")
+    assert cast([exact], "decimal(38,10)", pl.Decimal(38, 10)) == ([exact], [False])
+    halves = [Decimal("1.005"), Decimal("-1.005"), Decimal("1.004"), Decimal("1.015")]
+    expected = [Decimal(d) for d in ("1.01", "-1.01", "1.00", "1.02")]
+    assert cast(halves, "decimal(10,2)", pl.Decimal(38, 3)) == (expected, [False] * 4)
+    assert cast([Decimal("1.5")], "decimal(10,2)", pl.Decimal(38, 1)) == (
+        [Decimal("1.50")],
+        [False],
+    )
+    wide = [10**30, -7]
+    assert cast(wide, "decimal(38,2)", pl.Int128) == ([Decimal(10**30), Decimal(-7)], [0, 0])
+    assert cast([True, None], "decimal(3,1)") == ([Decimal("1.0"), None], [False, False])
+
+
+def test_rounding_at_the_edge_of_a_decimal_never_raises() -> None:
+    """Rounding that carries past the input's precision (Polars raises there) is done exactly."""
+    edge = Decimal("999999999999999999999999999999999999.5")
+    rounded = Decimal("1000000000000000000000000000000000000")
+    assert cast([edge, Decimal("-1.5")], "decimal(38,0)", pl.Decimal(38, 1)) == (
+        [rounded, Decimal(-2)],
+        [False, False],
+    )
+    assert cast([edge], "bigint", pl.Decimal(38, 1)) == ([None], [True])
+    assert cast([Decimal("-9.5"), Decimal("-9")], "int", pl.Decimal(38, 37)) == (
+        [None, -9],
+        [True, False],
+    )
+    nines = Decimal("9999999999.9995")
+    assert refusals([nines], "decimal(12,2)", pl.Decimal(15, 4)) == [
+        ("range", f"'{nines}' does not fit decimal(12,2) (at most 10 digits before the point)")
+    ]
+    assert refusals(["99999999999.999", "9999999999.995"], "decimal(12,2)") == [
+        (
+            "range",
+            "'99999999999.999' does not fit decimal(12,2) (at most 10 digits before the point)",
+        ),
+        (
+            "range",
+            "'9999999999.995' does not fit decimal(12,2) (at most 10 digits before the point)",
+        ),
+    ]
+
+
+def test_a_decimal_that_does_not_fit_never_raises(batch: Batch, context: StepContext) -> None:
+    """Too many digits before the point is a reject of that row, not an error for the run."""
+    frame = batch(amount=[12.5, 123456789012.5], id=[1, 2])
+    result = Cast({"amount": "decimal(12,2)"}, context)(frame)
+    assert result.frame.get_column("amount").to_list() == [Decimal("12.50")]
+    assert result.rejects.to_dicts() == [
+        {
+            ROW: 1,
+            "field": "amount",
+            "rule": "range",
+            "value": "123456789012.5",
+            "message": "'123456789012.5' does not fit decimal(12,2) (at most 10 digits before "
+            "the point)",
+        }
+    ]
+
+
 # -- properties ---------------------------------------------------------------------------
 
 TYPES = ["int", "bigint", "double", "decimal(12,3)", "bool", "text", "json"]
@@ -297,3 +591,121 @@ def test_json_cast_always_yields_valid_json(texts: list[str]) -> None:
     for value in values:
         if value is not None:
             json.loads(value)
+
+
+BIGINT = (-(2**63), 2**63 - 1)
+NUMBER_TEXT = r"\A[+-]?(?:[0-9]{1,25}\.?[0-9]{0,25}|\.[0-9]{1,25})(?:[eE][+-]?[0-9]{1,3})?\Z"
+
+
+def _spellings(number: int) -> list[str]:
+    """Ways a source may write an integer: plain, signed, padded, with zero decimals, in E form."""
+    return [str(number), f" {number:+d} ", f"{number}.000", f"{Decimal(number):E}", f"{number}e0"]
+
+
+@given(number=st.integers(min_value=BIGINT[0], max_value=BIGINT[1]))
+def test_any_bigint_round_trips_however_written(number: int) -> None:
+    """Every 64-bit integer, however it is written, and as Int128, Float-free, casts to itself."""
+    texts = _spellings(number)
+    assert cast(texts, "bigint") == ([number] * len(texts), [False] * len(texts))
+    assert cast([number], "bigint", pl.Int128) == ([number], [False])
+    assert cast([Decimal(number)], "bigint", pl.Decimal(38, 0)) == ([number], [False])
+
+
+@given(number=st.one_of(st.integers(max_value=BIGINT[0] - 1), st.integers(min_value=BIGINT[1] + 1)))
+def test_any_integer_out_of_bigint_is_refused(number: int) -> None:
+    """An integer beyond 64 bits is refused under rule range, never wrapped or clamped."""
+    for text in _spellings(number):
+        message = f"'{text}' is out of range for bigint"
+        assert refusals([text], "bigint") == [("range", message)]
+
+
+@given(
+    number=st.decimals(
+        min_value=Decimal("-9999999999.999"),
+        max_value=Decimal("9999999999.999"),
+        places=3,
+        allow_nan=False,
+        allow_infinity=False,
+    )
+)
+def test_any_decimal_round_trips(number: Decimal) -> None:
+    """Every decimal(13,3) value, as text or as a Polars decimal, casts to itself exactly."""
+    texts = [str(number), f"{number:f}", f" {number:E} "]
+    assert cast(texts, "decimal(13,3)") == ([number] * 3, [False] * 3)
+    assert cast([number], "decimal(13,3)", pl.Decimal(38, 3)) == ([number], [False])
+    assert cast([number], "decimal(38,10)", pl.Decimal(13, 3)) == ([number], [False])
+
+
+@given(
+    whole=st.integers(min_value=10**10, max_value=10**40),
+    sign=st.sampled_from(["", "-"]),
+    fraction=st.sampled_from(["", ".5", ".001"]),
+)
+def test_any_decimal_too_wide_is_refused(whole: int, sign: str, fraction: str) -> None:
+    """More digits before the point than the type holds is refused, never altered."""
+    text = f"{sign}{whole}{fraction}"
+    message = f"'{text}' does not fit decimal(13,3) (at most 10 digits before the point)"
+    assert refusals([text], "decimal(13,3)") == [("range", message)]
+
+
+def _expected(text: str, type_: str) -> Any:
+    """What exact arithmetic says ``text`` is as ``type_``: a value, or None when refused."""
+    number = Decimal(text)
+    if type_ in ("int", "bigint"):
+        bits = 31 if type_ == "int" else 63
+        whole = number == number.to_integral_value()
+        return int(number) if whole and -(2**bits) <= number < 2**bits else None
+    if type_ == "double":
+        value = float(number)
+        return None if math.isinf(value) or (value == 0 and number != 0) else value
+    target = parse_type(type_)
+    scale = target.scale or 0
+    with localcontext() as exact:
+        exact.prec = 2000  # enough for any text NUMBER_TEXT spells, at any scale
+        rounded = number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+    return rounded if abs(rounded) < 10 ** ((target.precision or 38) - scale) else None
+
+
+@given(
+    text=st.from_regex(NUMBER_TEXT),
+    type_=st.sampled_from(
+        ["int", "bigint", "double", "decimal(13,3)", "decimal(38,0)", "decimal(38,37)"]
+    ),
+)
+def test_any_number_text_is_read_as_exact_arithmetic_says(text: str, type_: str) -> None:
+    """Every number text casts to what Decimal arithmetic makes of it, or is refused for range."""
+    expected = _expected(text, type_)
+    values, failed = cast([text], type_)
+    assert (values, failed) == ([expected], [expected is None])
+    if expected is None:
+        assert [rule for rule, _ in refusals([text], type_)] == ["range"]
+
+
+@given(
+    coefficient=st.integers(min_value=-(10**37) + 1, max_value=10**37 - 1),
+    scale=st.integers(min_value=0, max_value=37),
+    type_=st.sampled_from(
+        ["int", "bigint", "double", "decimal(13,3)", "decimal(38,0)", "decimal(38,37)"]
+    ),
+)
+def test_any_polars_decimal_is_cast_as_exact_arithmetic_says(
+    coefficient: int, scale: int, type_: str
+) -> None:
+    """Every Polars decimal casts to what Decimal arithmetic makes of it, or is refused."""
+    number = Decimal(coefficient).scaleb(-scale)
+    expected = _expected(str(number), type_)
+    values, failed = cast([number], type_, pl.Decimal(38, scale))
+    assert (values, failed) == ([expected], [expected is None])
+
+
+@given(
+    number=st.floats(allow_nan=False, allow_infinity=False),
+    type_=st.sampled_from(["int", "bigint", "decimal(13,3)", "decimal(38,10)"]),
+)
+def test_any_float_is_cast_as_postgresql_casts_it(number: float, type_: str) -> None:
+    """A float goes into an integer by its exact value, into a decimal by its shortest text."""
+    if type_ in ("int", "bigint"):
+        expected = _expected(str(Decimal(number)), type_)  # the float's exact binary value
+    else:
+        expected = _expected(repr(number), type_)
+    assert cast([number], type_, pl.Float64) == ([expected], [expected is None])
