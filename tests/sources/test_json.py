@@ -79,7 +79,8 @@ def test_records_path_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
     message = _error(tmp_path, "f.json", {"payload": {}}, records="payload.facilities")
     assert message == (
         "f.json#payload.facilities: records: 'payload.facilities' is not in the document; "
-        "set `records:` to the dotted path of the array of records"
+        "set `records:` to the path of the array of records (keys joined by dots, [N] or [*] "
+        "for the items of an array)"
     )
 
 
@@ -88,7 +89,8 @@ def test_records_path_that_is_not_an_array_is_an_error(tmp_path: Path) -> None:
     message = _error(tmp_path, "f.json", {"payload": {"a": 1}}, records="payload")
     assert message == (
         "f.json#payload: records: 'payload' is an object, not an array; "
-        "set `records:` to the dotted path of the array of records"
+        "set `records:` to the path of the array of records (keys joined by dots, [N] or [*] "
+        "for the items of an array)"
     )
 
 
@@ -109,17 +111,20 @@ def test_items_that_are_not_objects_are_unreadable(tmp_path: Path) -> None:
 
 
 def test_document_broken_midway_names_the_item_reached(tmp_path: Path) -> None:
-    """Broken syntax stops the run with the index of the item being read."""
+    """Broken syntax stops the run with the index of the item being read and where it ends."""
     message = _error(tmp_path, "x.json", b'[{"a": 1}, {"a": 2}, {"a": 3')
-    assert message == "x.json#[2]: invalid JSON after 2 records: parse error: premature EOF"
+    assert message == (
+        "x.json#[2]: invalid JSON at the end of the file (line 1, column 29), after 2 records: "
+        "parse error: premature EOF"
+    )
 
 
 def test_document_with_bytes_that_are_not_utf8_is_an_error(tmp_path: Path) -> None:
     """Undecodable bytes in a document stop the run and point at the encoding option."""
     message = _error(tmp_path, "x.json", b'{"data": [{"a": "caf\xe9"}]}')
     assert message == (
-        "x.json#data[0]: invalid JSON after 0 records: lexical error: invalid bytes in UTF8 "
-        "string.; set `encoding:` to the file's encoding"
+        "x.json#data[0]: invalid JSON at line 1, column 22, after 0 records: lexical error: "
+        "invalid bytes in UTF8 string.; set `encoding:` to the file's encoding"
     )
 
 
@@ -143,13 +148,19 @@ def test_empty_document_is_an_error(tmp_path: Path) -> None:
     assert message == "x.json: the file is empty; a JSON document needs at least [] or {}"
 
 
-def test_scalar_document_is_an_error(tmp_path: Path) -> None:
-    """A document that is neither array nor object is an error that suggests jsonl."""
-    message = _error(tmp_path, "x.json", b"42")
-    assert message == (
-        "x.json: a JSON document must start with [ or {, found '4'; "
-        "for one JSON object per line, use `format: jsonl`"
-    )
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (b"42", "a record must be a JSON object, found a number"),
+        (b' "text" ', "a record must be a JSON object, found a string"),
+        (b"true", "a record must be a JSON object, found a boolean"),
+    ],
+)
+def test_scalar_document_is_one_bad_record(tmp_path: Path, document: bytes, message: str) -> None:
+    """A document that is a lone scalar is valid JSON: one record, quarantined as not an object."""
+    [batch] = _read(tmp_path, "x.json", document)
+    assert batch.frame.height == 0
+    assert batch.unreadable == [Unreadable("x.json#", document.strip().decode(), message)]
 
 
 def test_byte_order_mark_and_gzip_are_handled(tmp_path: Path) -> None:

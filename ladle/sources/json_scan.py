@@ -1,0 +1,172 @@
+"""Look at JSON text before a parser does: how deep it nests, and where a byte is.
+
+Parsers spend memory per level of nesting, and some per level *per value*: ijson keeps
+the path of every open level as text (100,000 opening brackets took 23 GB), Polars builds
+a type per level, ``json.loads`` a stack frame. So the bytes are scanned first, at C speed
+(strings cut out by one regular expression, then only the brackets counted), and input
+nested deeper than the limit is refused before any parser sees it. The same scan refuses
+a form feed or vertical tab outside strings, which JSON does not count as whitespace
+(yajl and Polars do).
+
+Positions are lines and columns, counted in characters from 1, as editors show them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+DEFAULT_MAX_DEPTH = 64
+"""Deeper than any real data we have seen (GeoJSON, API payloads stay under 20)."""
+
+# No raw newline inside a string: it is invalid JSON, and JSON Lines depend on it.
+_STRING = re.compile(rb'"(?:[^"\\\n]|\\[^\n])*"')
+_TOKEN = re.compile(rb'"(?:[^"\\\n]|\\[^\n])*"|[\[\]{}\x0b\x0c]')
+_ALL = frozenset(range(256))
+_NOT_BRACKET = bytes(sorted(_ALL - set(b"[]{}")))
+_NOT_BRACKET_OR_NEWLINE = bytes(sorted(_ALL - set(b"[]{}\n")))
+_CONTINUATION = bytes(range(0x80, 0xC0))
+_NOT_WHITESPACE = {0x0B: "a vertical tab", 0x0C: "a form feed"}
+
+
+class Refused(Exception):
+    """The text breaks a rule of the scan at ``index`` (of the bytes given to the scan)."""
+
+    def __init__(self, message: str, index: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.index = index
+
+
+def too_deep(limit: int) -> str:
+    """The message for nesting deeper than ``limit``."""
+    return (
+        f"arrays and objects nest deeper than {limit} levels; if the data is meant to, "
+        "raise the source's `max_depth:`"
+    )
+
+
+def _chars(data: bytes) -> int:
+    """How many UTF-8 characters ``data`` holds (continuation bytes do not start one)."""
+    return len(data.translate(None, _CONTINUATION))
+
+
+@dataclass
+class TextPosition:
+    """Line and column of the next byte of a text fed to it in order."""
+
+    line: int = 1
+    column: int = 1
+
+    def at(self, data: bytes, index: int) -> tuple[int, int]:
+        """Line and column of ``data[index]``, ``data`` being the bytes that come next."""
+        before = data[:index]
+        newline = before.rfind(b"\n")
+        if newline < 0:
+            return self.line, self.column + _chars(before)
+        return self.line + before.count(b"\n"), 1 + _chars(before[newline + 1 :])
+
+    def advance(self, data: bytes) -> None:
+        """Move past ``data``."""
+        self.line, self.column = self.at(data, len(data))
+
+    def describe(self, data: bytes, index: int) -> str:
+        """``line L, column C`` of ``data[index]``."""
+        line, column = self.at(data, index)
+        return f"line {line}, column {column}"
+
+
+class DepthGuard:
+    """Fed a JSON document piece by piece, raises :class:`Refused` at the first byte
+    nested deeper than ``limit`` or at whitespace JSON does not allow."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._depth = 0
+        self._carry = b""
+        """How the last piece ended inside a string: ``"``, or ``"\\`` after a backslash."""
+
+    def feed(self, data: bytes) -> None:
+        """Check the next piece; the index of a :class:`Refused` is into ``data``."""
+        carried = len(self._carry)
+        text = self._carry + data
+        structure = _STRING.sub(b"", text)
+        self._carry = b""
+        end = len(text)
+        quote = structure.find(b'"', structure.rfind(b"\n") + 1)
+        if quote >= 0:
+            # A string still open at the end: nothing after its quote was cut out above.
+            end = len(text) - (len(structure) - quote)
+            tail = text[end + 1 :]
+            odd = (len(tail) - len(tail.rstrip(b"\\"))) % 2
+            self._carry = b'"' + b"\\" * odd
+            structure = structure[:quote]
+        brackets = structure.translate(None, _NOT_BRACKET)
+        opening = brackets.count(b"[") + brackets.count(b"{")
+        if self._depth + opening <= self.limit and not _odd_space(structure):
+            self._depth = max(self._depth + 2 * opening - len(brackets), 0)
+            return
+        try:
+            self._depth = _walk(text[:end], self._depth, self.limit)
+        except Refused as exc:
+            raise Refused(exc.message, exc.index - carried) from None
+
+
+def _odd_space(structure: bytes) -> bool:
+    return b"\x0b" in structure or b"\x0c" in structure
+
+
+def _walk(text: bytes, depth: int, limit: int) -> int:
+    """Depth after ``text``, bracket by bracket; raises Refused where a rule breaks."""
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token[:1] == b'"':
+            continue
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                raise Refused(too_deep(limit), match.start())
+        elif token in (b"]", b"}"):
+            depth = max(depth - 1, 0)
+        else:
+            raise Refused(f"{_NOT_WHITESPACE[token[0]]} is not JSON whitespace", match.start())
+    return depth
+
+
+def line_problem(line: bytes, limit: int) -> Refused | None:
+    """What is wrong with one JSON Lines line by the scan's rules, or None."""
+    try:
+        _walk(line, 0, limit)
+    except Refused as exc:
+        return exc
+    return None
+
+
+@dataclass(frozen=True)
+class Screened:
+    """A chunk of JSON Lines with its strings cut out, and the lines worth a closer look."""
+
+    text: bytes
+    """The chunk without its strings: what is left is structure, numbers and literals."""
+    suspects: list[int]
+    """Lines nested deeper than the screen's depth, unbalanced, or with odd whitespace."""
+
+
+_PAIR = re.compile(rb"[\[{][\]}]")
+
+
+def screen_lines(lines: list[bytes], depth: int) -> Screened:
+    """Find, at C speed, the lines that nest deeper than ``depth`` (or may break a rule):
+    innermost bracket pairs are cut ``depth`` times; a line with brackets left is a suspect.
+    :func:`line_problem` then tells for sure."""
+    text = _STRING.sub(b"", b"".join(line.rstrip(b"\n") + b"\n" for line in lines))
+    brackets = text.translate(None, _NOT_BRACKET_OR_NEWLINE)
+    for _ in range(depth):
+        if len(brackets) == len(lines):  # newlines only
+            break
+        brackets = _PAIR.sub(b"", brackets)
+    found = {i for i, left in enumerate(brackets.split(b"\n")[: len(lines)]) if left}
+    if _odd_space(text):
+        pieces = text.split(b"\n")[: len(lines)]
+        found.update(i for i, piece in enumerate(pieces) if _odd_space(piece))
+    return Screened(text, sorted(found))
