@@ -158,7 +158,7 @@ _EMPTY_OBJECT = re.compile(rb"\{[ \t\r]*\}")
 
 def _parse_chunk(chunk: _Chunk, name: str, options: JsonOptions) -> SourceBatch:
     """The chunk in one Polars call when it is safe and faithful, else line by line."""
-    structure = screen_lines(chunk.lines, _FAST_DEPTH)
+    structure = screen_lines(chunk.lines, min(_FAST_DEPTH, options.max_depth))
     for offset in structure.suspects:
         _refuse_line(chunk, name, offset, options.max_depth)
     fast = not (structure.suspects or options.whole or _EMPTY_OBJECT.search(structure.text))
@@ -174,7 +174,7 @@ def _refuse_line(chunk: _Chunk, name: str, offset: int, max_depth: int) -> None:
         return
     _, column = TextPosition().at(line, problem.index)
     raw = line.decode("utf-8", "backslashreplace").rstrip("\r\n")
-    message = f"invalid JSON at column {column}: {problem.message}"
+    message = f"invalid JSON: {problem.message} (column {column})"
     chunk.undecodable[offset] = Unreadable(chunk.position(name, offset), raw, message)
     chunk.lines[offset] = b""  # keeps the line numbering
 

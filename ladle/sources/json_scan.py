@@ -19,9 +19,13 @@ from dataclasses import dataclass
 DEFAULT_MAX_DEPTH = 64
 """Deeper than any real data we have seen (GeoJSON, API payloads stay under 20)."""
 
-# No raw newline inside a string: it is invalid JSON, and JSON Lines depend on it.
-_STRING = re.compile(rb'"(?:[^"\\\n]|\\[^\n])*"')
-_TOKEN = re.compile(rb'"(?:[^"\\\n]|\\[^\n])*"|[\[\]{}\x0b\x0c]')
+# A string, closed or not: the closing quote is optional so that the expression always
+# matches at an opening quote, and never rescans a long open string from each quote inside
+# it. No raw newline inside: that is invalid JSON, and JSON Lines depend on it.
+_STRING = re.compile(rb'"(?:[^"\\\n]|\\[^\n])*"?')
+_TOKEN = re.compile(rb'"(?:[^"\\\n]|\\[^\n])*"?|[\[\]{}\x0b\x0c]')
+_PROBE = b'a"x'
+"""Appended to a piece: ``x`` is left over only if the piece ended inside a string."""
 _ALL = frozenset(range(256))
 _NOT_BRACKET = bytes(sorted(_ALL - set(b"[]{}")))
 _NOT_BRACKET_OR_NEWLINE = bytes(sorted(_ALL - set(b"[]{}\n")))
@@ -90,24 +94,19 @@ class DepthGuard:
         """Check the next piece; the index of a :class:`Refused` is into ``data``."""
         carried = len(self._carry)
         text = self._carry + data
-        structure = _STRING.sub(b"", text)
+        structure = _STRING.sub(b"", text + _PROBE)
         self._carry = b""
-        end = len(text)
-        quote = structure.find(b'"', structure.rfind(b"\n") + 1)
-        if quote >= 0:
-            # A string still open at the end: nothing after its quote was cut out above.
-            end = len(text) - (len(structure) - quote)
-            tail = text[end + 1 :]
-            odd = (len(tail) - len(tail.rstrip(b"\\"))) % 2
+        if structure.endswith(b"x"):  # the piece ends inside a string
+            odd = (len(text) - len(text.rstrip(b"\\"))) % 2
             self._carry = b'"' + b"\\" * odd
-            structure = structure[:quote]
+        structure = structure[:-1]
         brackets = structure.translate(None, _NOT_BRACKET)
         opening = brackets.count(b"[") + brackets.count(b"{")
         if self._depth + opening <= self.limit and not _odd_space(structure):
             self._depth = max(self._depth + 2 * opening - len(brackets), 0)
             return
         try:
-            self._depth = _walk(text[:end], self._depth, self.limit)
+            self._depth = _walk(text, self._depth, self.limit)
         except Refused as exc:
             raise Refused(exc.message, exc.index - carried) from None
 

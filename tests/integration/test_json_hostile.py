@@ -180,7 +180,7 @@ def test_a_lone_record_holding_the_records_gets_a_notice(
 
 
 def test_declared_json_column_keeps_its_object_whole(
-    tmp_path: Path, destination_url: str, write_pipeline: Callable[[str], Path]
+    tmp_path: Path, destination_url: str, write_pipeline: Callable[..., Path]
 ) -> None:
     """A column declared `json` holds the object as one JSON value, not `payload__child`
     columns, from documents and from JSON Lines."""
@@ -214,8 +214,8 @@ def test_deep_jsonl_line_is_quarantined_with_its_column(
     [(position, _, message)] = _quarantined(destination_url)
     assert (position, message) == (
         "items.jsonl:2",
-        "invalid JSON at column 71: arrays and objects nest deeper than 64 levels; "
-        "if the data is meant to, raise the source's `max_depth:`",
+        "invalid JSON: arrays and objects nest deeper than 64 levels; "
+        "if the data is meant to, raise the source's `max_depth:` (column 71)",
     )
 
 
