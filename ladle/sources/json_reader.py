@@ -424,7 +424,8 @@ class _Document:
             return b""  # ijson's first read: is it bytes or text?
         if self._trickle_from is not None:
             # Locating an error: read as before up to its piece, then byte by byte.
-            size = 1 if self._handed >= self._trickle_from else self._trickle_from - self._handed
+            rest = self._trickle_from - self._handed
+            size = 1 if rest <= 0 else rest if size < 0 else min(size, rest)
         data = self._read(size)
         try:
             self._guard.feed(data)

@@ -16,7 +16,7 @@ from ladle.batch import SourceBatch, Unreadable
 from ladle.errors import SourceError
 from ladle.sources import SourceContext
 from ladle.sources.files import FileOptions, FileSource
-from ladle.sources.json_scan import DepthGuard, Refused
+from ladle.sources.json_scan import DepthGuard, Refused, line_problem, screen_lines
 
 
 def _read(
@@ -392,3 +392,14 @@ def test_long_strings_full_of_escaped_quotes_scan_in_linear_time(tmp_path: Path)
     [batch] = _read(tmp_path, "x.json", document)
     assert batch.frame.rows() == [('"' * 1_000_000,)]
     assert time.monotonic() - started < 10
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_JSON, min_size=1, max_size=4))
+def test_line_screen_finds_exactly_the_lines_too_deep(values: list[Any]) -> None:
+    """JSON Lines: a line is refused exactly when it nests deeper than the limit."""
+    lines = [json.dumps(value).encode() + b"\n" for value in values]
+    for limit in (1, 2, 3):
+        screened = screen_lines(lines, limit)
+        refused = [i for i in screened.suspects if line_problem(lines[i], limit) is not None]
+        assert refused == [i for i, value in enumerate(values) if _depth(value) > limit]
