@@ -178,6 +178,10 @@ def _walk(text: bytes, depth: int, limit: int, tokens: re.Pattern[bytes]) -> int
 
 def line_problem(line: bytes, limit: int) -> Refused | None:
     """What is wrong with one JSON Lines line by the scan's rules, or None."""
+    structure, _ = _strings_cut(line, lines=True)
+    brackets = structure.translate(None, _NOT_BRACKET)
+    if _deepest(brackets) <= limit and not _odd_space(structure):
+        return None
     try:
         _walk(line, 0, limit, _LINE_TOKEN)
     except Refused as exc:
