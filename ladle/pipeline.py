@@ -493,6 +493,9 @@ def _source(
         notices=notices,
         reports=reports,
         build_source=partial(_parent_source, run.config),
+        json_columns=frozenset(
+            k for k, spec in res.spec.columns.items() if str(spec.type) == "json"
+        ),
         budget=run.memory.budget if run.memory else None,
     )
     return source_registry()[res.source_type].build(res.source_options, context)

@@ -123,6 +123,9 @@ class SourceContext:
     """Builds another resource's source (by name) to read on behalf of the given context's
     resource (its state, resume point and notices; no cursor): how a ``children`` source
     reads its parent's records. None outside ``ladle run``."""
+    json_columns: frozenset[str] = frozenset()
+    """Columns the resource declares ``type: json``: a JSON source keeps each such field's
+    value whole, as one JSON text, instead of flattening it."""
     budget: BatchBudget | None = None
     """Under ``memory_limit_mb``: what the next batch may hold (rows, input bytes). The
     pipeline changes it between batches, so a source that honours it reads it before each

@@ -21,12 +21,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ladle.batch import SourceBatch
 from ladle.errors import SourceError
 from ladle.memory import BatchBudget
 from ladle.sources import SourceContext
+from ladle.sources.json_scan import DEFAULT_MAX_DEPTH
 from ladle.state import FILES
 
 Format = Literal["json", "jsonl", "ndjson", "csv", "parquet"]
@@ -54,7 +55,13 @@ class FileOptions(BaseModel):
     format: Format | None = None
     """Not set: from the extension, after stripping ``.gz``."""
     records: str | None = None
-    """JSON documents: the dotted path of the array of records, e.g. ``payload.facilities``."""
+    """JSON documents: the path of the array of records: keys joined by dots, ``[N]`` for
+    the Nth item of an array or ``[*]`` for each, e.g. ``payload.facilities``,
+    ``[0].records``, ``[*].rows``."""
+    max_depth: int = Field(default=DEFAULT_MAX_DEPTH, ge=1, le=500)
+    """JSON and JSON Lines: how deep arrays and objects may nest. Deeper input is refused
+    (a document fails, a line is quarantined) before any parser reads it, so that no file
+    can exhaust memory."""
     encoding: str = "utf-8"
     """Text encoding; UTF-8 also strips a byte order mark."""
     delimiter: str | None = None
@@ -134,6 +141,7 @@ class FileSource:
         self._loaded.update(done)
         paths = self.paths()
         unchanged = 0
+        failed: list[SourceError] = []
         for path in paths:
             name = self._display(path)
             meta = _meta(path)
@@ -146,10 +154,19 @@ class FileSource:
             if previous is not None and name not in done:
                 self.context.notices.append(f"{name} changed since it was loaded; reading it again")
             skip = self._read_before(resume, name, meta)
-            for number, batch in enumerate(self._read(path, skip), start=1):
-                # "read" is what resuming uses; "batches" (of this run, in this file) informs.
-                position = {"done": done, "file": name, "meta": meta, "read": batch.checkpoint}
-                yield replace(batch, checkpoint={**position, "batches": number})
+            number = 0
+            try:
+                for number, batch in enumerate(self._read(path, skip), start=1):
+                    if failed:
+                        continue  # only looking for more bad files
+                    # "read" is what resuming uses; "batches" (of this run, in this file) informs.
+                    position = {"done": done, "file": name, "meta": meta, "read": batch.checkpoint}
+                    yield replace(batch, checkpoint={**position, "batches": number})
+            except SourceError as exc:
+                failed.append(exc)
+                continue
+            if number == 0 and skip == 0:
+                self.context.notices.append(f"{name} holds no records")
             done = {**done, name: meta}
             self._loaded[name] = meta
         if unchanged:
@@ -157,6 +174,7 @@ class FileSource:
                 f"{unchanged} of {len(paths)} files were loaded before and have not changed; "
                 "--full-refresh reads them again"
             )
+        _raise_for(failed, self.options.path)
 
     def final_state(self) -> dict[str, Any]:
         """Every file loaded so far, by path: size, mtime and content hash."""
@@ -244,8 +262,13 @@ class FileSource:
                 budget=budget,
                 skip=skip,
             )
-        from ladle.sources.json_reader import read_json, read_jsonl
+        from ladle.sources.json_reader import JsonOptions, read_json, read_jsonl
 
+        json_options = JsonOptions(
+            max_depth=options.max_depth,
+            whole=self.context.json_columns,
+            notices=self.context.notices,
+        )
         if fmt == "json":
             return read_json(
                 stream,
@@ -257,6 +280,7 @@ class FileSource:
                 consumed=consumed,
                 budget=budget,
                 skip=skip,
+                options=json_options,
             )
         return read_jsonl(
             stream,
@@ -266,6 +290,7 @@ class FileSource:
             consumed=consumed,
             budget=budget,
             skip=skip,
+            options=json_options,
         )
 
     def _display(self, path: Path) -> str:
@@ -274,6 +299,18 @@ class FileSource:
             return path.relative_to(self._base).as_posix()
         except ValueError:
             return str(path)
+
+
+def _raise_for(failed: list[SourceError], path: str) -> None:
+    """Fail the resource for every file that could not be read, naming each."""
+    if len(failed) == 1:
+        raise failed[0]
+    if failed:
+        raise SourceError(
+            f"{len(failed)} files cannot be read, so nothing of them was loaded: "
+            + "; ".join(str(exc) for exc in failed),
+            position=path,
+        )
 
 
 FileMeta = dict[str, Any]

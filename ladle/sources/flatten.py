@@ -131,10 +131,20 @@ def _as_decimal(value: int | float | Decimal) -> Decimal:
 # Records already in Python: JSON documents and the per-line road of JSONL.
 
 
-def records_to_frame(records: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
-    """A flat frame with one row per record, typed over the whole batch (see module doc)."""
+def records_to_frame(
+    records: Sequence[Mapping[str, Any]], *, whole: frozenset[str] = frozenset()
+) -> pl.DataFrame:
+    """A flat frame with one row per record, typed over the whole batch (see module doc).
+
+    Top-level fields named in ``whole`` (declared ``type: json``) are not flattened: each
+    value becomes one compact JSON text.
+    """
     columns: dict[str, pl.Series] = {}
-    _add_objects(columns, (), list(records))
+    rest = [{k: v for k, v in r.items() if k not in whole} for r in records] if whole else records
+    _add_objects(columns, (), list(rest))
+    for key in dict.fromkeys(k for r in records for k in r if k in whole):
+        values = [None if r.get(key) is None else to_json_text(r[key]) for r in records]
+        columns[key] = pl.Series(key, values, dtype=pl.String)
     if not columns:
         return pl.DataFrame(height=len(records))
     return frame_of(list(columns.values()))

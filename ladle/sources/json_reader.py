@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import IO, Any
@@ -51,6 +52,14 @@ from ladle.sources.flatten import (
     leaves,
     records_to_frame,
     to_json_text,
+)
+from ladle.sources.json_scan import (
+    DEFAULT_MAX_DEPTH,
+    DepthGuard,
+    Refused,
+    TextPosition,
+    line_problem,
+    screen_lines,
 )
 
 _BOM = codecs.BOM_UTF8
@@ -110,7 +119,7 @@ def parse_json_texts(texts: list[bytes], positions: list[str]) -> SourceBatch:
     ]
     chunk = _Chunk(1, lines, positions=positions)
     try:
-        return _parse_fast(chunk, "") or _parse_lines(chunk, "")
+        return _parse_chunk(chunk, "", JsonOptions())
     except ColumnClash as exc:
         raise SourceError(str(exc), position=positions[0] if positions else "") from exc
 
@@ -124,6 +133,7 @@ def read_jsonl(
     consumed: Callable[[], int],
     budget: BatchBudget | None = None,
     skip: int = 0,
+    options: JsonOptions | None = None,
 ) -> Generator[SourceBatch, None, None]:
     """Yield one batch per chunk of ``batch_size`` lines (or what ``budget`` allows);
     positions are ``name:LINE``.
@@ -132,10 +142,11 @@ def read_jsonl(
     the number of lines read so far.
     """
     budget = budget or BatchBudget(batch_size)
+    options = options or JsonOptions()
     before = consumed()
     for chunk in _chunks(stream, name, budget=budget, encoding=encoding, skip=skip):
         try:
-            batch = _parse_fast(chunk, name) or _parse_lines(chunk, name)
+            batch = _parse_chunk(chunk, name, options)
         except ColumnClash as exc:
             raise SourceError(str(exc), position=f"{name}:{chunk.first_line}") from exc
         now = consumed()
@@ -145,6 +156,35 @@ def read_jsonl(
                 batch.frame, batch.positions, batch.unreadable, now - before, checkpoint=read
             )
             before = now
+
+
+_FAST_DEPTH = 8
+"""Polars reads deeper nesting slowly and with much memory (lines nested 16 deep: 18 s
+and 580 MB for 1.7 MB), so a chunk holding such a line is read line by line."""
+_EMPTY_OBJECT = re.compile(rb"\{[ \t\r]*\}")
+
+
+def _parse_chunk(chunk: _Chunk, name: str, options: JsonOptions) -> SourceBatch:
+    """The chunk in one Polars call when it is safe and faithful, else line by line."""
+    structure = screen_lines(chunk.lines, min(_FAST_DEPTH, options.max_depth))
+    for offset in structure.suspects:
+        _refuse_line(chunk, name, offset, options.max_depth)
+    fast = not (structure.suspects or options.whole or _EMPTY_OBJECT.search(structure.text))
+    return (_parse_fast(chunk, name) if fast else None) or _parse_lines(chunk, name, options)
+
+
+def _refuse_line(chunk: _Chunk, name: str, offset: int, max_depth: int) -> None:
+    """Set a line aside as unreadable if it nests deeper than ``max_depth`` or has a byte
+    JSON does not take for whitespace, before any parser sees it."""
+    line = chunk.lines[offset]
+    problem = line_problem(line, max_depth)
+    if problem is None:
+        return
+    _, column = TextPosition().at(line, problem.index)
+    raw = line.decode("utf-8", "backslashreplace").rstrip("\r\n")
+    message = f"invalid JSON: {problem.message} (column {column})"
+    chunk.undecodable[offset] = Unreadable(chunk.position(name, offset), raw, message)
+    chunk.lines[offset] = b""  # keeps the line numbering
 
 
 def _chunks(
@@ -255,7 +295,7 @@ def _parse_fast(chunk: _Chunk, name: str) -> SourceBatch | None:
     return SourceBatch(flat, positions)
 
 
-def _parse_lines(chunk: _Chunk, name: str) -> SourceBatch:
+def _parse_lines(chunk: _Chunk, name: str, options: JsonOptions) -> SourceBatch:
     """Parse each line on its own: a bad line becomes Unreadable, the others load."""
     records: list[dict[str, Any]] = []
     positions: list[str] = []
@@ -270,10 +310,14 @@ def _parse_lines(chunk: _Chunk, name: str) -> SourceBatch:
         result = _parse_line(line, position)
         if isinstance(result, Unreadable):
             unreadable.append(result)
+        elif not _has_fields(result, options.whole):
+            raw = line.decode("utf-8", "backslashreplace").rstrip("\r\n")
+            unreadable.append(Unreadable(position, raw, _NO_FIELDS))
         else:
             records.append(result)
             positions.append(position)
-    return SourceBatch(records_to_frame(records), positions, unreadable)
+    frame = records_to_frame(records, whole=options.whole)
+    return SourceBatch(frame, positions, unreadable)
 
 
 def _parse_line(line: bytes, position: str) -> dict[str, Any] | Unreadable:
@@ -444,12 +488,18 @@ def _doubt(expr: pl.Expr, dtype: pl.DataType | DataTypeClass, *, in_list: bool) 
 
 
 class _Document:
-    """The file as UTF-8 bytes from its first character, whatever its encoding; rewindable."""
+    """The file as UTF-8 bytes from its first character, whatever its encoding; rewindable.
 
-    def __init__(self, stream: IO[bytes], encoding: str) -> None:
+    Every piece read is scanned first (:class:`~ladle.sources.json_scan.DepthGuard`), so
+    no parser sees nesting deeper than ``max_depth``; the document keeps the line and
+    column of what it has handed out, to name where a parser stopped.
+    """
+
+    def __init__(self, stream: IO[bytes], encoding: str, *, max_depth: int) -> None:
         self._stream = stream
         self._encoding = codecs.lookup(encoding).name
         self._decoder: codecs.IncrementalDecoder | None = None
+        self._max_depth = max_depth
         self.rewind()
 
     def rewind(self) -> None:
@@ -460,9 +510,35 @@ class _Document:
                 self._stream.seek(0)
         else:
             self._decoder = codecs.getincrementaldecoder(self._encoding)()
+        self._guard = DepthGuard(self._max_depth)
+        self._position = TextPosition()
+        self._handed = 0
+        self._starts = (0, 0)
+        """Where the last two pieces handed out started: a parser fails in one of them."""
+        self._last = (TextPosition(), b"")
+        self._trickle_from: int | None = None
 
     def read(self, size: int = -1) -> bytes:
-        """UTF-8 bytes; empty only at the end of the file."""
+        """UTF-8 bytes, checked by the guard; empty only at the end of the file."""
+        if size == 0:
+            return b""  # ijson's first read: is it bytes or text?
+        if self._trickle_from is not None:
+            # Locating an error: read as before up to its piece, then byte by byte.
+            rest = self._trickle_from - self._handed
+            size = 1 if rest <= 0 else rest if size < 0 else min(size, rest)
+        data = self._read(size)
+        try:
+            self._guard.feed(data)
+        except Refused as exc:
+            where = self._position.describe(data, exc.index)
+            raise _Malformed(f"{where}: {exc.message}") from None
+        self._last = (replace(self._position), data)
+        self._position.advance(data)
+        self._starts = (self._starts[1], self._handed)
+        self._handed += len(data)
+        return data
+
+    def _read(self, size: int) -> bytes:
         while True:
             data = self._stream.read(size)
             if self._decoder is None:
@@ -484,9 +560,38 @@ class _Document:
         self.rewind()
         return b""
 
+    def locate_error(self) -> str:
+        """Where the parser that just failed on this document stopped: ``line L, column C``.
+
+        The document is parsed again, the pieces before the failing one as they were and
+        then a byte at a time, so the parser stops right after the byte it refuses.
+        """
+        self._trickle_from = self._starts[0]
+        self._rewind_keeping_trickle()
+        try:
+            for _ in ijson.basic_parse(self):
+                pass
+        except ijson.JSONError:
+            before, data = self._last
+            if data:
+                return before.describe(data, len(data) - 1)
+            return f"the end of the file ({self._position.describe(b'', 0)})"
+        finally:
+            self._trickle_from = None
+        return "an unknown place"  # the parser accepted it the second time: cannot happen
+
+    def _rewind_keeping_trickle(self) -> None:
+        trickle = self._trickle_from
+        self.rewind()
+        self._trickle_from = trickle
+
 
 class _Undecodable(Exception):
     """A byte the declared encoding cannot decode, somewhere in a JSON document."""
+
+
+class _Malformed(Exception):
+    """The document breaks a rule of the scan (too deep, odd whitespace), at line and column."""
 
 
 @dataclass(frozen=True)
@@ -495,6 +600,9 @@ class _Target:
 
     prefix: str
     label: str | None  # None: the document is the one record
+    indexes: tuple[tuple[str, int | None], ...] = ()
+    """For a ``records:`` path through arrays: each array's item prefix and the index
+    taken from it (None: every item); empty when no index is given."""
 
     def position(self, name: str, index: int) -> str:
         return f"{name}#" if self.label is None else f"{name}#{self.label}[{index}]"
@@ -511,6 +619,7 @@ def read_json(
     consumed: Callable[[], int],
     budget: BatchBudget | None = None,
     skip: int = 0,
+    options: JsonOptions | None = None,
 ) -> Generator[SourceBatch, None, None]:
     """Stream the records of a JSON document; positions are ``name#KEY[INDEX]``.
 
@@ -518,21 +627,36 @@ def read_json(
     records are passed over (a resumed run), and each batch's checkpoint is the number of
     records read so far.
     """
-    document = _Document(stream, encoding)
+    options = options or JsonOptions()
+    document = _Document(stream, encoding, max_depth=options.max_depth)
     budget = budget or BatchBudget(batch_size)
     try:
         target = _find_target(document, name, records=records, resource=resource)
         document.rewind()
-        count = yield from _stream_items(
-            document, name, target, budget=budget, consumed=consumed, skip=skip
-        )
-        if count == 0 and records is not None:
+        read = _Items(document, name, target, options)
+        yield from _stream_items(document, read, budget=budget, consumed=consumed, skip=skip)
+        if read.count == 0 and records is not None:
             document.rewind()
             _check_records_path(document, name, records)
+        read.tell(options.notices, records=records)
     except _Undecodable as exc:
         raise SourceError(str(exc), position=name) from exc
+    except _Malformed as exc:
+        raise SourceError(f"invalid JSON at {exc}", position=name) from exc
     except ColumnClash as exc:
         raise SourceError(str(exc), position=name) from exc
+
+
+@dataclass(frozen=True)
+class JsonOptions:
+    """What a JSON reader needs beyond the stream: limits, declared columns, where to tell."""
+
+    max_depth: int = DEFAULT_MAX_DEPTH
+    """Arrays and objects nested deeper are refused before any parser sees them."""
+    whole: frozenset[str] = frozenset()
+    """Top-level fields declared ``type: json``: kept as one JSON value, not flattened."""
+    notices: list[str] = field(default_factory=list)
+    """Where to report what the user should hear (a document that looks mis-aimed)."""
 
 
 def _find_target(document: _Document, name: str, *, records: str | None, resource: str) -> _Target:
@@ -542,17 +666,64 @@ def _find_target(document: _Document, name: str, *, records: str | None, resourc
             "the file is empty; a JSON document needs at least [] or {}", position=name
         )
     if records is not None:
-        return _Target(f"{records}.item", records)
+        return _path_target(records, name)
     if first == b"[":
         return _Target("item", "")
     if first == b"{":
         key = _find_array_key(document, name, (*_KNOWN_KEYS, resource))
         return _Target("", None) if key is None else _Target(f"{key}.item", key)
-    raise SourceError(
-        f"a JSON document must start with [ or {{, found {first.decode('utf-8', 'replace')!r}; "
-        "for one JSON object per line, use `format: jsonl`",
-        position=name,
+    return _Target("", None)  # a scalar: null holds no record, anything else a bad one
+
+
+_PATH = re.compile(r"(?:\[(?:\d+|\*)\]|[^.\[\]]+)(?:\.[^.\[\]]+|\[(?:\d+|\*)\])*")
+_SEGMENT = re.compile(r"\[(\d+|\*)\]|([^.\[\]]+)")
+
+
+def _path_target(path: str, name: str) -> _Target:
+    """The target of a ``records:`` path: keys joined by dots, ``[N]`` or ``[*]`` for the
+    items of an array (``data.items``, ``[0].records``, ``[*].rows``)."""
+    if _PATH.fullmatch(path) is None:
+        raise SourceError(
+            f"records: {path!r} is not a path; write keys joined by dots, and [N] or [*] for "
+            "the items of an array, e.g. data.items or [0].records",
+            position=f"{name}#{path}",
+        )
+    parts: list[str] = []
+    indexes: list[tuple[str, int | None]] = []
+    for match in _SEGMENT.finditer(path):
+        index, key = match.groups()
+        parts.append("item" if key is None else key)
+        if key is None:
+            indexes.append((".".join(parts), None if index == "*" else int(index)))
+    wanted = tuple(indexes) if any(i is not None for _, i in indexes) else ()
+    return _Target(".".join([*parts, "item"]), path, wanted)
+
+
+def _ijson_prefix(path: str) -> str:
+    """The ijson prefix of a ``records:`` path (every array index becomes ``item``)."""
+    return ".".join(
+        "item" if key is None else key for _, key in (m.groups() for m in _SEGMENT.finditer(path))
     )
+
+
+_Event = tuple[str, str, Any]
+
+
+def _selected(document: _Document, indexes: tuple[tuple[str, int | None], ...]) -> Iterator[_Event]:
+    """The parse events of the document, less those inside array items the path does not take.
+
+    An item of a path's array starts with a value event at that array's item prefix; each
+    array counts its items, and starts counting again when an outer item starts.
+    """
+    counts = [-1] * len(indexes)
+    for event in ijson.parse(document, use_float=False):
+        prefix, kind, _ = event
+        for level, (item_prefix, _) in enumerate(indexes):
+            if prefix == item_prefix and kind in _VALUE_EVENTS:
+                counts[level] += 1
+                counts[level + 1 :] = [-1] * (len(indexes) - level - 1)
+        if all(i is None or c == i for c, (_, i) in zip(counts, indexes, strict=True)):
+            yield event
 
 
 def _find_array_key(document: _Document, name: str, candidates: tuple[str, ...]) -> str | None:
@@ -565,33 +736,122 @@ def _find_array_key(document: _Document, name: str, candidates: tuple[str, ...])
                 if prefix == candidates[0]:
                     break
     except ijson.JSONError as exc:
-        raise SourceError(f"invalid JSON: {_ijson_message(exc)}", position=name) from exc
+        raise _invalid(document, name, exc, "") from exc
     return next((key for key in candidates if key in arrays), None)
 
 
+def _invalid(document: _Document, position: str, exc: Exception, after: str) -> SourceError:
+    """The error for a document the parser refused, with the line and column it stopped at."""
+    where = document.locate_error()
+    message = _ijson_message(exc)
+    if "trailing garbage" in message:
+        message += "; for one JSON value per line, use `format: jsonl`"
+    return SourceError(f"invalid JSON at {where}{after}: {message}", position=position)
+
+
+_BIG_ARRAY = 100
+"""A lone record holding an array of this many objects probably holds the records."""
+_BIG_ARRAY_DEPTH = 3
+"""How deep into the lone record to look for such an array."""
+
+
+class _Items:
+    """The items of one document as they are sorted: records, unreadable ones, the count."""
+
+    def __init__(self, document: _Document, name: str, target: _Target, options: JsonOptions):
+        self.document = document
+        self.name = name
+        self.target = target
+        self.options = options
+        self.count = 0
+        self.first: Any = None
+        self.records: list[dict[str, Any]] = []
+        self.positions: list[str] = []
+        self.unreadable: list[Unreadable] = []
+
+    def take(self, item: Any, position: str) -> None:
+        """Sort one item: a record with fields, or an unreadable one with the reason."""
+        if self.count == 1:
+            self.first = item
+        if isinstance(item, dict) and _has_fields(item, self.options.whole):
+            self.records.append(item)
+            self.positions.append(position)
+        elif isinstance(item, dict):
+            self.unreadable.append(Unreadable(position, to_json_text(item), _NO_FIELDS))
+        elif item is not None or self.target.label is not None:
+            self.unreadable.append(Unreadable(position, to_json_text(item), not_an_object(item)))
+
+    def batch(self, size: int) -> SourceBatch:
+        """What was taken since the last batch, as one; starts the next."""
+        frame = records_to_frame(self.records, whole=self.options.whole)
+        batch = SourceBatch(frame, self.positions, self.unreadable, size, checkpoint=self.count)
+        self.records, self.positions, self.unreadable = [], [], []
+        return batch
+
+    def tell(self, notices: list[str], *, records: str | None) -> None:
+        """A document of one record holding a big array of objects: say how to read those."""
+        if self.count != 1 or not isinstance(self.first, dict):
+            return
+        found = _big_array(self.first, ())
+        if found is None:
+            return
+        keys, size = found
+        head = "[0]." if self.target.label == "" else ""
+        if records is not None:
+            head = f"{records}[0]."
+        path = head + ".".join(keys)
+        notices.append(
+            f"{self.name} holds one record whose {'.'.join(keys)!r} is an array of {size} "
+            f"objects; if those are the records, set `records: {path!r}`"
+        )
+
+
+_NO_FIELDS = "the record has no fields"
+
+
+def _has_fields(record: dict[str, Any], whole: frozenset[str] = frozenset()) -> bool:
+    """Whether a record flattens to at least one column (an empty object gives none)."""
+    return any(
+        key in whole or not isinstance(value, dict) or _has_fields(value)
+        for key, value in record.items()
+    )
+
+
+def _big_array(record: dict[str, Any], keys: tuple[str, ...]) -> tuple[tuple[str, ...], int] | None:
+    """The first array of at least ``_BIG_ARRAY`` objects in a record, and its length."""
+    for key, value in record.items():
+        if isinstance(value, list) and len(value) >= _BIG_ARRAY and isinstance(value[0], dict):
+            return (*keys, key), len(value)
+        if isinstance(value, dict) and len(keys) < _BIG_ARRAY_DEPTH:
+            found = _big_array(value, (*keys, key))
+            if found is not None:
+                return found
+    return None
+
+
 def _stream_items(
-    document: _Document,
-    name: str,
-    target: _Target,
+    document: _Document | Iterator[_Event],
+    items: _Items,
     *,
     budget: BatchBudget,
     consumed: Callable[[], int],
     skip: int,
-) -> Generator[SourceBatch, None, int]:
-    """Yield the target's items in batches; return how many items there were.
+) -> Generator[SourceBatch, None, None]:
+    """Yield the target's items in batches, counting them in ``items``.
 
     Input is read ahead in pieces, so the bytes read while parsing an item only hint at
     its size; an item they say may be too large is measured exactly.
     """
+    name, target = items.name, items.target
+    if target.indexes:
+        document = _selected(items.document, target.indexes)
     before = last = consumed()
     index = 0
-    records: list[dict[str, Any]] = []
-    positions: list[str] = []
-    unreadable: list[Unreadable] = []
     try:
         for item in ijson.items(document, target.prefix, use_float=False):
             position = target.position(name, index)
             index += 1
+            items.count = index
             now = consumed()
             if budget.max_record_bytes is not None and now - last > budget.max_record_bytes:
                 # The input read says it may be too large; the item itself says exactly.
@@ -600,24 +860,15 @@ def _stream_items(
             if index <= skip:
                 before = now
                 continue
-            if isinstance(item, dict):
-                records.append(item)
-                positions.append(position)
-            else:
-                unreadable.append(Unreadable(position, to_json_text(item), not_an_object(item)))
-            if budget.full(len(records) + len(unreadable), now - before):
-                frame = records_to_frame(records)
-                yield SourceBatch(frame, positions, unreadable, now - before, checkpoint=index)
-                before, records, positions, unreadable = now, [], [], []
+            items.take(item, position)
+            if budget.full(len(items.records) + len(items.unreadable), now - before):
+                yield items.batch(now - before)
+                before = now
     except ijson.JSONError as exc:
-        raise SourceError(
-            f"invalid JSON after {index} records: {_ijson_message(exc)}",
-            position=target.position(name, index),
-        ) from exc
-    if records or unreadable:
-        frame = records_to_frame(records)
-        yield SourceBatch(frame, positions, unreadable, consumed() - before, checkpoint=index)
-    return index
+        after = f", after {index} records" if target.label is not None else ""
+        raise _invalid(items.document, target.position(name, index), exc, after) from exc
+    if items.records or items.unreadable:
+        yield items.batch(consumed() - before)
 
 
 def _ijson_message(exc: Exception) -> str:
@@ -636,8 +887,9 @@ _VALUE_EVENTS = ("start_array", "start_map", "string", "number", "boolean", "nul
 def _check_records_path(document: _Document, name: str, path: str) -> None:
     """Explain why ``records:`` gave nothing: fine for an empty array, an error otherwise."""
     found = None
+    wanted = _ijson_prefix(path)
     for prefix, event, _ in ijson.parse(document):
-        if prefix == path and event in _VALUE_EVENTS:
+        if prefix == wanted and event in _VALUE_EVENTS:
             found = event
             break
     if found == "start_array":
@@ -651,6 +903,7 @@ def _check_records_path(document: _Document, name: str, path: str) -> None:
         "null": "is null, not an array",
     }[found]
     raise SourceError(
-        f"records: {path!r} {what}; set `records:` to the dotted path of the array of records",
+        f"records: {path!r} {what}; set `records:` to the path of the array of records "
+        "(keys joined by dots, [N] or [*] for the items of an array)",
         position=f"{name}#{path}",
     )

@@ -183,3 +183,48 @@ def test_first_batch_consumes_a_small_part_of_a_large_file(tmp_path: Path, name:
     first = next(batches)
     assert first.frame.height == 100
     assert first.bytes_read < path.stat().st_size / 4
+
+
+def test_every_bad_file_of_a_glob_is_named(tmp_path: Path) -> None:
+    """Files that cannot be read are all named, in order, after reading on past the first;
+    nothing after the first bad file is yielded."""
+    _jsonl(tmp_path / "a.jsonl", [{"n": 1}])
+    (tmp_path / "b.json").write_text("[1,")
+    (tmp_path / "c.jsonl.gz").write_bytes(b"not gzip")
+    _jsonl(tmp_path / "d.jsonl", [{"n": 4}])
+    source = _source(tmp_path, "*")
+    batches = source.batches()
+    assert next(batches).frame.rows() == [(1,)]
+    with pytest.raises(SourceError) as info:
+        next(batches)
+    assert str(info.value) == (
+        "*: 2 files cannot be read, so nothing of them was loaded: "
+        "b.json#[1]: invalid JSON at the end of the file (line 1, column 4), after 1 records: "
+        "parse error: premature EOF; "
+        "c.jsonl.gz: not a gzip file (Not a gzipped file (b'no')); "
+        "if it is not compressed, drop the .gz extension"
+    )
+
+
+def test_one_bad_file_keeps_its_own_message(tmp_path: Path) -> None:
+    """With one bad file the error is that file's, unwrapped."""
+    (tmp_path / "a.json").write_text("[1,")
+    _jsonl(tmp_path / "b.jsonl", [{"n": 1}])
+    assert _error(tmp_path, "*") == (
+        "a.json#[1]: invalid JSON at the end of the file (line 1, column 4), after 1 records: "
+        "parse error: premature EOF"
+    )
+
+
+def test_files_with_no_records_are_named_in_notices(tmp_path: Path) -> None:
+    """An empty JSON Lines file, a CSV with only a header and `[]` each get a notice."""
+    (tmp_path / "a.jsonl").write_text("\n\n")
+    (tmp_path / "b.csv").write_text("x,y\n")
+    (tmp_path / "c.json").write_text("[]")
+    source = _source(tmp_path, "*")
+    assert list(source.batches()) == []
+    assert source.context.notices == [
+        "a.jsonl holds no records",
+        "b.csv holds no records",
+        "c.json holds no records",
+    ]
