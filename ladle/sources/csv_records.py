@@ -262,10 +262,13 @@ class _Raw:
         self.lines: list[str] = []
         self.kept = 0
         self.total = 0
+        self._break = 0
 
     def extend(self, lines: list[str]) -> None:
         for line in lines:
-            self.total += len(line)
+            # The total leaves out the record's final line break, as Record.raw does.
+            self.total += self._break + len(line.rstrip("\r\n"))
+            self._break = len(line) - len(line.rstrip("\r\n"))
             room = self._limit - self.kept
             if room > 0:
                 self.lines.append(line[:room])
