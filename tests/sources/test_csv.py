@@ -390,3 +390,35 @@ def test_written_rows_read_back_exactly(rows: list[list[str]]) -> None:
     read = [r.fields for r in records]
     assert all(r is not None for r in read)
     assert read[1:] == rows
+
+
+def test_stray_quote_past_the_field_limit(tmp_path: Path) -> None:
+    """A stray quote that never closes runs into the field limit; it is still recognised
+    as stray, and every record after it loads."""
+    rows = "".join(f"{i};name {i};city {i}\n" for i in range(3, 10_003))
+    batch = _one(tmp_path, f'id;name;city\n1;a;b\n2;"stray;c\n{rows}'.encode(), batch_size=20_000)
+    assert batch.frame.height == 10_001
+    assert batch.frame.get_column("id").to_list()[-1] == "10002"
+    (bad,) = batch.unreadable
+    assert (bad.position, bad.raw) == ("t.csv:3", '2;"stray;c')
+
+
+def test_two_record_like_lines_in_a_quoted_value_are_data(tmp_path: Path) -> None:
+    """Fewer than three lines in a row that read as records do not make a quote stray."""
+    note = "intro\nx;y;z\nu;v;w\noutro"
+    batch = _one(tmp_path, f'id;note;n\n1;"{note}";2\n'.encode())
+    assert batch.frame.rows() == [("1", note, "2")]
+    assert batch.positions == ["t.csv:2-5"]
+
+
+def test_resume_after_blank_lines_and_a_stray_quote(tmp_path: Path) -> None:
+    """A resumed read starts right after the last checkpoint, blank lines and stray quotes
+    notwithstanding: every record is read exactly once."""
+    content = ("\n\n" + STRAY.replace("4;Cy;Kiev\n", "4;Cy;Kiev\n;;;\n")).encode()
+    batches = _read(tmp_path, content, batch_size=2)
+    whole = [p for b in batches for p in [*b.positions, *(u.position for u in b.unreadable)]]
+    context = SourceContext("rows", 2, tmp_path, resume=batches[1].checkpoint)
+    rest = list(FileSource(FileOptions(type="file", path="t.csv"), context).batches())
+    after = [p for b in rest for p in [*b.positions, *(u.position for u in b.unreadable)]]
+    assert after == whole[4:]
+    assert sum(b.fetched for b in batches) == 7
