@@ -134,18 +134,18 @@ def read_csv(
 
 def _sniff(sample: str, options: CsvOptions) -> Dialect:
     """Use what the options say; guess the rest from the sample, else ``,`` and ``"``."""
-    delimiter, quotechar = options.delimiter, options.quotechar
-    if not options.quoting:
-        quotechar = ""
-    if delimiter is not None and quotechar is not None:
-        return Dialect(delimiter, quotechar or None)
+    guess_quote = options.quoting and options.quotechar is None
+    if options.delimiter is not None and not guess_quote:
+        return Dialect(options.delimiter, options.quotechar if options.quoting else None)
+    quotechar: str | None
     try:
         sniffed = csv.Sniffer().sniff(sample, delimiters=_DELIMITERS)
+        delimiter, quotechar = sniffed.delimiter, sniffed.quotechar or '"'
     except csv.Error:
-        return Dialect(delimiter or ",", '"' if quotechar is None else quotechar or None)
-    if quotechar is None:
-        quotechar = sniffed.quotechar or '"'
-    return Dialect(delimiter or sniffed.delimiter, quotechar or None)
+        delimiter, quotechar = ",", '"'
+    if not guess_quote:
+        quotechar = options.quotechar if options.quoting else None
+    return Dialect(options.delimiter or delimiter, quotechar)
 
 
 def _batches(

@@ -84,11 +84,10 @@ class Records:
         self._dialect = dialect
         self._scanner = _QuoteScanner(dialect)
         self._max = max_field_chars
-        # The csv module's limit is process-wide: raise it to ours if ours is higher, and
-        # check our own where it is lower (the module then parses the record whole).
+        # The csv module's limit is process-wide: raise it to ours if ours is higher. Ours
+        # is checked on every record, as another reader may have raised the module's.
         if csv.field_size_limit() < max_field_chars:
             csv.field_size_limit(max_field_chars)
-        self._check_lengths = max_field_chars < csv.field_size_limit()
         self._reader = dialect.reader(self._lines)
 
     def __iter__(self) -> Iterator[Record]:
@@ -109,7 +108,7 @@ class Records:
                 if stray is not None:
                     yield stray
                     continue
-            if self._check_lengths and max(map(len, fields), default=0) > self._max:
+            if max(map(len, fields), default=0) > self._max:
                 yield self._over_long(first, lines.number, taken)
                 continue
             yield Record(first, lines.number, fields, taken)

@@ -250,8 +250,10 @@ def test_quoted_lines_that_are_not_records_stay_one_value(tmp_path: Path) -> Non
 
 def test_quote_none_reads_quotes_as_data(tmp_path: Path) -> None:
     """``quote: none``: quote characters are data and every line is a record."""
-    batch = _one(tmp_path, b'id;name\n1;"Big Company\n2;pipe 5"\n', quote="none")
-    assert batch.frame.rows() == [("1", '"Big Company'), ("2", 'pipe 5"')]
+    content = b'id;name\n1;"Big Company\n2;pipe 5"\n'
+    for declared in ({}, {"delimiter": ";"}):
+        batch = _one(tmp_path, content, quote="none", **declared)
+        assert batch.frame.rows() == [("1", '"Big Company'), ("2", 'pipe 5"')]
 
 
 def test_quote_none_and_quotechar_conflict() -> None:
