@@ -81,6 +81,9 @@ class Records:
     def __init__(self, lines: Iterator[str], dialect: Dialect, *, max_field_chars: int) -> None:
         self.width: int | None = None
         self._lines = _Lines(lines)
+        self._feed = iter(self._lines)
+        self._next = 1
+        """The number of the next line to read."""
         self._dialect = dialect
         self._scanner = _QuoteScanner(dialect)
         self._max = max_field_chars
@@ -88,39 +91,43 @@ class Records:
         # is checked on every record, as another reader may have raised the module's.
         if csv.field_size_limit() < max_field_chars:
             csv.field_size_limit(max_field_chars)
-        self._reader = dialect.reader(self._lines)
+        self._reader = dialect.reader(self._feed)
 
     def __iter__(self) -> Iterator[Record]:
         lines = self._lines
         while True:
-            lines.taken = []
-            first = lines.number + 1
+            taken = lines.taken = []
+            first = self._next
             try:
                 fields = next(self._reader)
             except StopIteration:
                 return
             except csv.Error:
-                yield self._refused(first)
+                yield self._refused(first, taken)
                 continue
-            taken = lines.taken
+            last = first + len(taken) - 1
+            self._next = last + 1
             if len(taken) > SWALLOWED_LINES:
                 stray = self._stray_quote(first, taken)
                 if stray is not None:
                     yield stray
                     continue
             if max(map(len, fields), default=0) > self._max:
-                yield self._over_long(first, lines.number, taken)
+                yield self._over_long(first, last, taken)
                 continue
-            yield Record(first, lines.number, fields, taken)
+            yield Record(first, last, fields, taken)
 
     def _stray_quote(self, first: int, taken: list[str]) -> Record | None:
         """The lines up to a stray quote as an unreadable record; the rest are read again."""
         opened = _stray_quote_line(taken, self._scanner, self._dialect, self.width)
         if opened is None:
             return None
-        end = first + len(taken) - 1
-        self._lines.put_back(taken[opened + 1 :], first + opened + 1)
-        where = first + opened
+        where, end = first + opened, first + len(taken) - 1
+        self._lines.put_back(taken[opened + 1 :])
+        self._next = where + 1
+        # The reader may have met the end of the text: give it a new one over what is left.
+        self._feed = iter(self._lines)
+        self._reader = self._dialect.reader(self._feed)
         problem = (
             f"the quote that opens on line {where} runs to line {end} over lines that read "
             f"as whole records: line {where} is quarantined and reading goes on from line "
@@ -128,10 +135,8 @@ class Records:
         )
         return Record(first, where, None, taken[: opened + 1], problem)
 
-    def _refused(self, first: int) -> Record:
+    def _refused(self, first: int, taken: list[str]) -> Record:
         """A record the csv module refused (a field over its limit), read to its real end."""
-        lines = self._lines
-        taken = lines.taken
         stray = self._stray_quote(first, taken) if len(taken) > SWALLOWED_LINES else None
         if stray is not None:
             return stray
@@ -140,15 +145,17 @@ class Records:
             in_quote = self._scanner.ends_in_quote(line, in_quote=in_quote)
         raw = _Raw(RAW_CHARS)
         raw.extend(taken)
+        last = first + len(taken) - 1
         while in_quote:
-            lines.taken = []  # hold only the kept part of a huge record
-            try:
-                line = next(lines)
-            except StopIteration:
+            self._lines.taken = []  # hold only the kept part of a huge record
+            more = next(self._feed, None)
+            if more is None:
                 break
-            raw.extend([line])
-            in_quote = self._scanner.ends_in_quote(line, in_quote=True)
-        return self._over_long(first, lines.number, raw.lines, total=raw.total)
+            last += 1
+            raw.extend([more])
+            in_quote = self._scanner.ends_in_quote(more, in_quote=True)
+        self._next = last + 1
+        return self._over_long(first, last, raw.lines, total=raw.total)
 
     def _over_long(
         self, first: int, last: int, lines: list[str], *, total: int | None = None
@@ -170,6 +177,8 @@ def _stray_quote_line(
     """The index of the line where a stray quote opened, if lines inside it read as records."""
     if width is None or width < 2 or dialect.quotechar is None:  # noqa: PLR2004 - no delimiter
         return None
+    if not _enough_delimiters(lines[1:], dialect.delimiter, width - 1):
+        return None  # the quick answer for most records over several lines
     in_quote = False
     opened, run = 0, 0
     for index, line in enumerate(lines):
@@ -184,6 +193,16 @@ def _stray_quote_line(
         if in_quote and not was:
             opened = index
     return None
+
+
+def _enough_delimiters(lines: list[str], delimiter: str, needed: int) -> bool:
+    """Whether enough lines in a row hold ``needed`` delimiters to maybe be whole records."""
+    run = 0
+    for line in lines:
+        run = run + 1 if line.count(delimiter) >= needed else 0
+        if run >= SWALLOWED_LINES:
+            return True
+    return False
 
 
 class _QuoteScanner:
@@ -228,29 +247,30 @@ def _end(pattern: re.Pattern[str], line: str, pos: int) -> int:
 
 
 class _Lines:
-    """Physical lines and their numbers; lines may be put back, to be read again."""
+    """Physical lines, each noted as it is handed out; lines may be put back, to be read again."""
 
     def __init__(self, lines: Iterator[str]) -> None:
-        self._lines = lines
+        self._source = lines
         self._again: deque[str] = deque()
-        self.number = 0
-        """The number of the last line handed out."""
         self.taken: list[str] = []
-        """The lines handed out since the caller last emptied this list."""
+        """The lines handed out since the caller last replaced this list."""
 
-    def __iter__(self) -> _Lines:
-        return self
+    def __iter__(self) -> Iterator[str]:
+        """The lines left, put-back ones first; a new iterator goes on where the last stopped.
 
-    def __next__(self) -> str:
-        line = self._again.popleft() if self._again else next(self._lines)
-        self.number += 1
-        self.taken.append(line)
-        return line
+        No line is held between two ``yield``: an iterator may be dropped at any point.
+        """
+        again, source = self._again, self._source
+        while True:
+            line = again.popleft() if again else next(source, None)
+            if line is None:
+                return
+            self.taken.append(line)
+            yield line
 
-    def put_back(self, lines: list[str], first: int) -> None:
-        """Hand ``lines`` out again, the first of them as line number ``first``."""
+    def put_back(self, lines: list[str]) -> None:
+        """Hand ``lines`` out again, before any other."""
         self._again.extendleft(reversed(lines))
-        self.number = first - 1
 
 
 class _Raw:
