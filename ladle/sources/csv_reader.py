@@ -85,7 +85,8 @@ class _Tally:
             found.append(f"{rows} of {name} had empty extra fields, ignored")
         if self.c1:
             found.append(
-                f"{_count(self.c1, 'row')} of {name} hold C1 control characters "
+                f"{_count(self.c1, 'row')} of {name} {'holds' if self.c1 == 1 else 'hold'} "
+                "C1 control characters "
                 "(U+0080-U+009F) as decoded from latin-1: the file is probably cp1252; "
                 "set `encoding: cp1252`"
             )

@@ -58,7 +58,8 @@ class FileOptions(BaseModel):
     records: str | None = None
     """JSON documents: the dotted path of the array of records, e.g. ``payload.facilities``."""
     encoding: str = "utf-8"
-    """Text encoding; UTF-8 also strips a byte order mark."""
+    """Text encoding; UTF-8 also strips a byte order mark. CSV text read as latin-1 that
+    holds C1 control characters (U+0080-U+009F) is reported: the file is likely cp1252."""
     delimiter: str | None = None
     """CSV: the field separator; not set: sniffed from the start of the file, else ``,``."""
     quotechar: str | None = None

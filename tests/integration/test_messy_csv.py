@@ -231,6 +231,6 @@ def test_cp1252_read_as_latin1_is_reported(
     assert _ledger(result) == (2, 2, 0)
     assert rows[0]["note"] == "\x93quoted\x94"
     assert result.notices == [
-        "1 row of items.csv hold C1 control characters (U+0080-U+009F) as decoded from "
+        "1 row of items.csv holds C1 control characters (U+0080-U+009F) as decoded from "
         "latin-1: the file is probably cp1252; set `encoding: cp1252`"
     ]

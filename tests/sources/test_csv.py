@@ -330,7 +330,7 @@ def test_latin1_c1_controls_suggest_cp1252(tmp_path: Path) -> None:
     batches, notices = _read_noting(tmp_path, b"a\n\x93quoted\x94\nplain\n", encoding="latin-1")
     assert batches[0].frame.rows() == [("\x93quoted\x94",), ("plain",)]
     assert notices == [
-        "1 row of t.csv hold C1 control characters (U+0080-U+009F) as decoded from latin-1: "
+        "1 row of t.csv holds C1 control characters (U+0080-U+009F) as decoded from latin-1: "
         "the file is probably cp1252; set `encoding: cp1252`"
     ]
 
