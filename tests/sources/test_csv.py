@@ -424,3 +424,27 @@ def test_resume_after_blank_lines_and_a_stray_quote(tmp_path: Path) -> None:
     after = [p for b in rest for p in [*b.positions, *(u.position for u in b.unreadable)]]
     assert after == whole[4:]
     assert sum(b.fetched for b in batches) == 7
+
+
+@given(st.text(alphabet='a";\n', max_size=80), st.sampled_from([8, 1000]))
+def test_every_line_is_in_exactly_one_record(text: str, limit: int) -> None:
+    """Records' line spans cover the text's lines once each, whatever its quotes: no line
+    is lost and none is read twice, also past a stray quote or an over-long field."""
+    saved = csv.field_size_limit(limit)  # a low limit makes the csv module refuse fields
+    try:
+        records = Records(
+            iter(io.StringIO(text, newline="")), Dialect(";", '"'), max_field_chars=limit
+        )
+        records.width = 2
+        spans = [(r.first, r.last) for r in records]
+    finally:
+        csv.field_size_limit(saved)
+    covered = [line for first, last in spans for line in range(first, last + 1)]
+    assert covered == list(range(1, len(io.StringIO(text, newline="").readlines()) + 1))
+
+
+def test_stray_quote_with_crlf_line_ends(tmp_path: Path) -> None:
+    """Windows line ends change nothing: same records, raw text without its line break."""
+    batch = _one(tmp_path, STRAY.replace("\n", "\r\n").encode())
+    assert batch.frame.get_column("id").to_list() == ["1", "3", "4", "5", "6", "7"]
+    assert [(u.position, u.raw) for u in batch.unreadable] == [("t.csv:3", '2;"Big Company;Rome;2')]
