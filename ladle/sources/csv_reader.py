@@ -5,13 +5,18 @@ not a guess made here. An empty field, quoted or not, becomes null: Python 3.11'
 ``csv`` module cannot tell ``,,`` from ``,"",``, and an empty CSV field almost always
 means "no value". A row whose field count differs from the header's, or that holds
 bytes the encoding cannot decode, is unreadable on its own; the other rows load.
+Lines that are empty or hold only delimiters are not records: they are skipped and
+counted. Every guess (a generated column name, skipped lines, ignored empty extra
+fields, text that looks mis-decoded) becomes a notice in the run summary.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import itertools
+import re
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import IO
@@ -21,18 +26,29 @@ import polars as pl
 from ladle.batch import SourceBatch, Unreadable
 from ladle.errors import SourceError
 from ladle.memory import BatchBudget
+from ladle.sources.csv_records import MAX_FIELD_CHARS, Dialect, Ragged, Record, Records
 from ladle.sources.decoding import is_utf8, show_undecodable, text_stream, undecodable
 
 SNIFF_CHARS = 64 * 1024
 """How much of the file the dialect sniffer looks at."""
 
 _DELIMITERS = ",;\t|"
+_C1 = re.compile("[\x80-\x9f]")
 
 
 @dataclass(frozen=True)
-class _Dialect:
-    delimiter: str
-    quotechar: str
+class CsvOptions:
+    """How to read a CSV file: the CSV keys of the file source's options."""
+
+    encoding: str = "utf-8"
+    delimiter: str | None = None
+    """None: sniffed."""
+    quotechar: str | None = None
+    """None: sniffed (when quoting is on)."""
+    quoting: bool = True
+    header: bool = True
+    ragged: Ragged = "quarantine"
+    max_field_chars: int = MAX_FIELD_CHARS
 
 
 @dataclass
@@ -47,96 +63,130 @@ class _Rows:
         return len(self.rows) + len(self.unreadable)
 
 
+@dataclass
+class _Tally:
+    """What was skipped or guessed in one file, for the run summary."""
+
+    latin1: bool
+    """Whether the file is read as latin-1: text then is checked for C1 controls."""
+    blank: int = 0
+    extra_ignored: int = 0
+    c1: int = 0
+    generated: list[str] = field(default_factory=list)
+
+    def notices(self, name: str) -> list[str]:
+        found = []
+        if self.generated:
+            found.append(f"{name}: header names generated: {', '.join(self.generated)}")
+        if self.blank:
+            found.append(f"{_count(self.blank, 'blank line')} skipped in {name}")
+        if self.extra_ignored:
+            rows = _count(self.extra_ignored, "row")
+            found.append(f"{rows} of {name} had empty extra fields, ignored")
+        if self.c1:
+            found.append(
+                f"{_count(self.c1, 'row')} of {name} {'holds' if self.c1 == 1 else 'hold'} "
+                "C1 control characters "
+                "(U+0080-U+009F) as decoded from latin-1: the file is probably cp1252; "
+                "set `encoding: cp1252`"
+            )
+        return found
+
+
 def read_csv(
     stream: IO[bytes],
     name: str,
+    options: CsvOptions,
     *,
     batch_size: int,
-    encoding: str,
-    delimiter: str | None,
-    quotechar: str | None,
-    header: bool,
     consumed: Callable[[], int],
     budget: BatchBudget | None = None,
     skip: int = 0,
+    notices: list[str] | None = None,
 ) -> Generator[SourceBatch, None, None]:
-    """Yield batches of rows; positions are ``name:LINE``, the line where the row starts.
+    """Yield batches of rows; positions are ``name:LINE``, or ``name:FIRST-LAST`` when a
+    record spans lines.
 
     Batches hold ``batch_size`` rows (or what ``budget`` allows); the first ``skip`` rows
     are passed over (a resumed run), and each batch's checkpoint is the number of rows
-    read so far (the header and blank lines not counted).
+    read so far (the header and blank lines not counted). What the file made ladle skip
+    or guess is appended to ``notices`` once the file is read.
     """
+    encoding = options.encoding
     with text_stream(stream, "utf-8-sig" if is_utf8(encoding) else encoding, newline="") as text:
         # Finish the sample's last line, so that no physical line is split in two.
         sample = text.read(SNIFF_CHARS) + text.readline()
-        dialect = _sniff(sample, delimiter=delimiter, quotechar=quotechar)
+        dialect = _sniff(sample, options)
         lines = itertools.chain(io.StringIO(sample, newline=""), text)
-        reader = csv.reader(lines, delimiter=dialect.delimiter, quotechar=dialect.quotechar)
+        records = Records(lines, dialect, max_field_chars=options.max_field_chars)
+        tally = _Tally(latin1=codecs.lookup(encoding).name == "iso8859-1")
         yield from _batches(
-            reader,
+            records,
             name,
-            line_num=lambda: reader.line_num,
-            delimiter=dialect.delimiter,
+            options,
             budget=budget or BatchBudget(batch_size),
-            header=header,
-            encoding=encoding,
             consumed=consumed,
             skip=skip,
+            tally=tally,
         )
+        if notices is not None:
+            notices.extend(tally.notices(name))
 
 
-def _sniff(sample: str, *, delimiter: str | None, quotechar: str | None) -> _Dialect:
+def _sniff(sample: str, options: CsvOptions) -> Dialect:
     """Use what the options say; guess the rest from the sample, else ``,`` and ``"``."""
-    if delimiter is not None and quotechar is not None:
-        return _Dialect(delimiter, quotechar)
+    guess_quote = options.quoting and options.quotechar is None
+    if options.delimiter is not None and not guess_quote:
+        return Dialect(options.delimiter, options.quotechar if options.quoting else None)
+    quotechar: str | None
     try:
         sniffed = csv.Sniffer().sniff(sample, delimiters=_DELIMITERS)
+        delimiter, quotechar = sniffed.delimiter, sniffed.quotechar or '"'
     except csv.Error:
-        return _Dialect(delimiter or ",", quotechar or '"')
-    return _Dialect(delimiter or sniffed.delimiter, quotechar or sniffed.quotechar or '"')
+        delimiter, quotechar = ",", '"'
+    if not guess_quote:
+        quotechar = options.quotechar if options.quoting else None
+    return Dialect(options.delimiter or delimiter, quotechar)
 
 
 def _batches(
-    reader: Iterator[list[str]],
+    records: Records,
     name: str,
+    options: CsvOptions,
     *,
-    line_num: Callable[[], int],
-    delimiter: str,
     budget: BatchBudget,
-    header: bool,
-    encoding: str,
     consumed: Callable[[], int],
     skip: int,
+    tally: _Tally,
 ) -> Iterator[SourceBatch]:
     names: list[str] | None = None
     pending = _Rows()
     before = consumed()
-    line_end = 0
     read = size = 0
-    for row in _rows_or_errors(reader):
-        start, line_end = line_end + 1, line_num()
-        if not row:
-            continue  # a blank line is not a record
-        position = f"{name}:{start}"
+    for record in records:
+        row = record.fields
+        if row is not None and not any(row):
+            tally.blank += 1  # an empty line, or one of only delimiters: not a record
+            continue
+        position = _position(name, record)
         if names is None:
-            names = _column_names(row, header, position, encoding)
-            if header:
+            names = _column_names(record, position, options, tally)
+            records.width = len(names)
+            if options.header:
                 continue
         read += 1
         if read <= skip:
             continue
-        if budget.sizes and isinstance(row, list):
+        if row is not None and budget.sizes:
             length = sum(map(len, row)) + len(row)
             budget.check_record(length, position)
             size += length
-        problem = _check_row(row, len(names), encoding)
-        if problem is None and isinstance(row, list):
-            pending.rows.append(row)
+        outcome = _outcome(record, position, len(names), options, tally)
+        if isinstance(outcome, Unreadable):
+            pending.unreadable.append(outcome)
+        else:
+            pending.rows.append(outcome)
             pending.positions.append(position)
-        elif problem is not None:
-            rule, message = problem
-            raw = "" if isinstance(row, csv.Error) else show_undecodable(delimiter.join(row))
-            pending.unreadable.append(Unreadable(position, raw, message, rule=rule))
         if budget.full(len(pending), size):
             now = consumed()
             yield _to_batch(pending, names, now - before, read)
@@ -145,29 +195,48 @@ def _batches(
         yield _to_batch(pending, names, consumed() - before, read)
 
 
-def _rows_or_errors(reader: Iterator[list[str]]) -> Iterator[list[str] | csv.Error]:
-    """The rows, with a row the csv module refuses (a field over its size limit) as its error.
+def _outcome(
+    record: Record, position: str, width: int, options: CsvOptions, tally: _Tally
+) -> list[str] | Unreadable:
+    """The row as it loads (empty extra fields dropped if allowed), or why it cannot."""
+    row = record.fields
+    problem: tuple[str, str]
+    if row is None:
+        problem = "parse", str(record.problem)
+    elif (message := undecodable("".join(row), options.encoding)) is not None:
+        problem = "encoding", message
+    elif len(row) == width or (
+        len(row) > width and options.ragged == "ignore_empty_extra" and not any(row[width:])
+    ):
+        if len(row) > width:
+            tally.extra_ignored += 1
+            row = row[:width]
+        if tally.latin1 and _C1.search("".join(row)):
+            tally.c1 += 1
+        return row
+    else:
+        problem = "parse", f"expected {width} fields, found {len(row)}"
+    rule, text = problem
+    return Unreadable(position, show_undecodable(record.raw), text, rule=rule)
 
-    The reader goes on at the next line after such an error, so one row does not stop a file.
+
+def _position(name: str, record: Record) -> str:
+    if record.last > record.first:
+        return f"{name}:{record.first}-{record.last}"
+    return f"{name}:{record.first}"
+
+
+def _column_names(record: Record, position: str, options: CsvOptions, tally: _Tally) -> list[str]:
+    """Header names made usable (blank ones named, repeats numbered), or column_1...N.
+
+    Each name made up for a header is reported (``tally.generated``).
     """
-    while True:
-        try:
-            yield next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield exc
-
-
-def _column_names(
-    row: list[str] | csv.Error, header: bool, position: str, encoding: str
-) -> list[str]:
-    """Header names made usable (blank ones named, repeats numbered), or column_1...N."""
-    if isinstance(row, csv.Error):
-        raise SourceError(f"cannot read the first row: {row}", position=position)
-    if not header:
+    row = record.fields
+    if row is None:
+        raise SourceError(f"cannot read the first row: {record.problem}", position=position)
+    if not options.header:
         return [f"column_{i}" for i in range(1, len(row) + 1)]
-    message = undecodable("".join(row), encoding)
+    message = undecodable("".join(row), options.encoding)
     if message is not None:
         raise SourceError(f"in the header: {message}", position=position)
     names: list[str] = []
@@ -177,19 +246,10 @@ def _column_names(
         while candidate in names:
             candidate, suffix = f"{base}_{suffix}", suffix + 1
         names.append(candidate)
+        if candidate != raw:
+            why = "blank" if not raw else f"repeats {raw!r}"
+            tally.generated.append(f"{candidate} for column {index} ({why})")
     return names
-
-
-def _check_row(row: list[str] | csv.Error, width: int, encoding: str) -> tuple[str, str] | None:
-    """The rule and message that make a row unreadable, or None if it loads."""
-    if isinstance(row, csv.Error):
-        return "parse", f"cannot read the row: {row}"
-    message = undecodable("".join(row), encoding)
-    if message is not None:
-        return "encoding", message
-    if len(row) != width:
-        return "parse", f"expected {width} fields, found {len(row)}"
-    return None
 
 
 def _to_batch(pending: _Rows, names: list[str], bytes_read: int, read: int) -> SourceBatch:
@@ -197,3 +257,8 @@ def _to_batch(pending: _Rows, names: list[str], bytes_read: int, read: int) -> S
     frame = pl.DataFrame(pending.rows, schema=schema, orient="row")
     frame = frame.with_columns(pl.all().replace("", None))
     return SourceBatch(frame, pending.positions, pending.unreadable, bytes_read, checkpoint=read)
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 row``, ``2,836 rows``."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"

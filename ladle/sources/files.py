@@ -21,13 +21,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ladle.batch import SourceBatch
 from ladle.errors import SourceError
 from ladle.memory import BatchBudget
 from ladle.sources import SourceContext
+from ladle.sources.csv_records import MAX_FIELD_CHARS, Ragged
 from ladle.sources.json_scan import DEFAULT_MAX_DEPTH
+from ladle.sources.null_values import NullValues, NullValuesSpec
 from ladle.state import FILES
 
 Format = Literal["json", "jsonl", "ndjson", "csv", "parquet"]
@@ -63,13 +65,31 @@ class FileOptions(BaseModel):
     (a document fails, a line is quarantined) before any parser reads it, so that no file
     can exhaust memory."""
     encoding: str = "utf-8"
-    """Text encoding; UTF-8 also strips a byte order mark."""
+    """Text encoding; UTF-8 also strips a byte order mark. CSV text read as latin-1 that
+    holds C1 control characters (U+0080-U+009F) is reported: the file is likely cp1252."""
     delimiter: str | None = None
     """CSV: the field separator; not set: sniffed from the start of the file, else ``,``."""
     quotechar: str | None = None
     """CSV: the quote character; not set: sniffed from the start of the file, else ``"``."""
     header: bool = True
     """CSV: whether the first row names the columns (else ``column_1``, ``column_2``...)."""
+    quote: Literal["none"] | None = None
+    """CSV: ``none`` turns quoting off, for files whose quote characters are data: every
+    line is a record. Not set: a field may be quoted with ``quotechar``; a quoted value
+    in which three lines in a row read as whole records is taken for a stray quote: its
+    line is quarantined, naming where the quote opened, and the lines after it are read."""
+    ragged: Ragged = "quarantine"
+    """CSV: a row with more or fewer fields than the header is quarantined;
+    ``ignore_empty_extra`` loads a row whose extra fields are all empty without them
+    (and counts such rows in the run summary)."""
+    max_field_chars: int = Field(default=MAX_FIELD_CHARS, ge=1)
+    """CSV: the longest field; a record with a longer one is quarantined whole (its first
+    1,048,576 characters kept), with its span of lines, and reading goes on after it."""
+    null_values: NullValuesSpec | None = None
+    """CSV and JSON: text values that mean null, e.g. ``[NA, "?", N/A]``; or lists by
+    column, ``{price: ["-"], "*": [NA]}``, where a column's own list replaces ``*``'s
+    (``*``: every other column). Values are compared whole; an empty CSV field is null
+    anyway."""
 
     @field_validator("path")
     @classmethod
@@ -86,6 +106,23 @@ class FileOptions(BaseModel):
         except LookupError:
             raise ValueError(f"unknown encoding {value!r}; try utf-8, latin-1 or cp1252") from None
         return value
+
+    @field_validator("null_values", mode="before")
+    @classmethod
+    def _null_values_are_text(cls, value: Any) -> Any:
+        lists = value.values() if isinstance(value, dict) else [value]
+        if any(isinstance(item, list) and None in item for item in lists):
+            raise ValueError(
+                "a null value is empty: YAML reads an unquoted NULL, Null, null or ~ as no "
+                'value; quote it ("NULL")'
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _quoting_off_or_quotechar(self) -> FileOptions:
+        if self.quote == "none" and self.quotechar is not None:
+            raise ValueError("`quote: none` turns quoting off; drop `quotechar`")
+        return self
 
     @field_validator("delimiter", "quotechar")
     @classmethod
@@ -105,6 +142,7 @@ class FileSource:
         self._budget = context.budget or BatchBudget(context.batch_size)
         stored = context.state.get(FILES)
         self._loaded: dict[str, FileMeta] = dict(stored) if isinstance(stored, dict) else {}
+        self._null_values = NullValues(options.null_values)
 
     def paths(self) -> list[Path]:
         """The files to read, sorted; raises SourceError when there are none."""
@@ -169,6 +207,11 @@ class FileSource:
                 self.context.notices.append(f"{name} holds no records")
             done = {**done, name: meta}
             self._loaded[name] = meta
+        unused = self._null_values.unused()
+        if unused:
+            self.context.notices.append(
+                f"null_values names columns that no file has: {', '.join(unused)}"
+            )
         if unchanged:
             self.context.notices.append(
                 f"{unchanged} of {len(paths)} files were loaded before and have not changed; "
@@ -204,7 +247,8 @@ class FileSource:
                     self._reader(fmt, stream, name, path=path, consumed=consumed, skip=skip)
                 ) as batches,
             ):
-                yield from _all_bytes_counted(batches, size)
+                counted = _all_bytes_counted(batches, size)
+                yield from counted if fmt == "parquet" else map(self._null_values, counted)
         except gzip.BadGzipFile as exc:
             raise SourceError(
                 f"not a gzip file ({exc}); if it is not compressed, drop the .gz extension",
@@ -248,19 +292,26 @@ class FileSource:
                 source, name, batch_size=batch_size, size=size, budget=budget, skip=skip
             )
         if fmt == "csv":
-            from ladle.sources.csv_reader import read_csv
+            from ladle.sources.csv_reader import CsvOptions, read_csv
 
-            return read_csv(
-                stream,
-                name,
-                batch_size=batch_size,
+            csv_options = CsvOptions(
                 encoding=options.encoding,
                 delimiter=options.delimiter,
                 quotechar=options.quotechar,
+                quoting=options.quote != "none",
                 header=options.header,
+                ragged=options.ragged,
+                max_field_chars=options.max_field_chars,
+            )
+            return read_csv(
+                stream,
+                name,
+                csv_options,
+                batch_size=batch_size,
                 consumed=consumed,
                 budget=budget,
                 skip=skip,
+                notices=self.context.notices,
             )
         from ladle.sources.json_reader import JsonOptions, read_json, read_jsonl
 
