@@ -30,10 +30,11 @@ from starlette.concurrency import run_in_threadpool
 
 from ladle.batch import ROW
 from ladle.config import PipelineConfig, Resource
-from ladle.destinations import connect, mask
+from ladle.destinations import connect
 from ladle.errors import LadleError
 from ladle.metrics import Metrics
 from ladle.pipeline import Pipeline, normalized_names, validation_steps
+from ladle.redact import mask
 from ladle.sources.flatten import ColumnClash, records_to_frame, to_json_text
 from ladle.sources.redis_stream import RedisStreamOptions, encode_record, open_client
 

@@ -266,6 +266,12 @@ class HttpOptions(BaseModel):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must be an http:// or https:// URL, got {shown_url(value)!r}")
+        if "@" in parts.netloc:
+            # httpx would quietly send a user:password@ as an Authorization header of its own.
+            raise ValueError(
+                "must not hold a user or password (user:password@); send credentials in "
+                '`headers:` from a variable, e.g. `Authorization: "Bearer ${API_TOKEN}"`'
+            )
         return value
 
 

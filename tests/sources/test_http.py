@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 from ladle import Pipeline, RunOptions
 from ladle.batch import SourceBatch
 from ladle.destinations import connect
-from ladle.errors import SourceError
+from ladle.errors import ConfigError, SourceError
 from ladle.sources import CursorBound, SourceContext, registry
 from ladle.sources.http_api import (
     CircuitBreakerOptions,
@@ -496,6 +496,31 @@ resources:
     assert rows[0]["owner__name"] == "user 1"
     again = Pipeline.from_yaml(pipeline).run(RunOptions())
     assert again.resources[0].counts.unchanged == 23
+
+
+def test_a_url_with_user_and_password_is_refused(
+    api: FakeApi, write_pipeline: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """user:password@ in the URL fails validation: httpx would send it as Basic auth unasked."""
+    monkeypatch.setenv("LADLE_T_API_URL", api.url.replace("://", "://app:hunter2@"))
+    pipeline = write_pipeline(
+        """\
+pipeline: helpdesk
+resources:
+  tickets:
+    source:
+      type: http
+      url: ${LADLE_T_API_URL}
+"""
+    )
+    with pytest.raises(ConfigError) as info:
+        Pipeline.from_yaml(pipeline)
+    assert str(info.value) == (
+        f"{pipeline}:6: resources.tickets.source.url: must not hold a user or password "
+        "(user:password@); send credentials in `headers:` from a variable, e.g. "
+        '`Authorization: "Bearer ${API_TOKEN}"`'
+    )
+    assert api.requests == []
 
 
 def _keys(model: type[BaseModel]) -> list[str]:
