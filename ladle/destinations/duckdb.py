@@ -21,13 +21,12 @@ import polars as pl
 
 from ladle.batch import SEQ
 from ladle.config import WriteMode
-from ladle.destinations import Check, LoadCounts, LoadTarget
+from ladle.destinations import Check, LoadCounts, LoadTarget, mask
 from ladle.destinations.evolve import batch_types, new_columns
 from ladle.destinations.references import empty_keys, key_lookup, typed_name
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
 from ladle.quarantine import QUARANTINE
-from ladle.redact import mask
 from ladle.schema import ColumnType, Kind, TableDef, quote
 from ladle.state import STATE
 

@@ -29,14 +29,13 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ladle.batch import SEQ
 from ladle.config import WriteMode
-from ladle.destinations import Check, LoadCounts, LoadTarget
+from ladle.destinations import Check, LoadCounts, LoadTarget, mask
 from ladle.destinations.evolve import TEXT, batch_types, new_columns
 from ladle.destinations.keyset import KeySet, key_hashes
 from ladle.destinations.references import KeyLookup, empty_keys, key_lookup
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
 from ladle.quarantine import QUARANTINE
-from ladle.redact import mask
 from ladle.schema import ColumnType, Kind, TableDef
 from ladle.state import STATE
 
