@@ -458,7 +458,8 @@ def serve(file: Path, host: str, port: int) -> None:
     with _errors():
         token = ingest_token_from_env()
         app = create_app(Pipeline.from_yaml(file), token=token, metrics=Metrics())
-    uvicorn.run(app, host=host, port=port)
+    # The app logs each request itself, without the query string (it may hold a token).
+    uvicorn.run(app, host=host, port=port, access_log=False)
 
 
 # ------------------------------------------------------------------ ui
