@@ -242,7 +242,8 @@ class HttpOptions(BaseModel):
 
     type: Literal["http"]
     url: str
-    """The endpoint, ``http://`` or ``https://``; may carry a query string."""
+    """The endpoint, ``http://`` or ``https://``; may carry a query string, not a
+    ``user:password@`` (send credentials in ``headers:``)."""
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
     """Query parameters sent with every request."""
     headers: dict[str, str] = Field(default_factory=dict)
