@@ -360,6 +360,13 @@ class HttpSource:
                 "follows links only on the site of `url`, so that headers go nowhere else",
                 position=shown_url(self.options.url),
             )
+        if url.userinfo:
+            # httpx would send a link's user:password@ as Basic auth, in place of `headers:`.
+            raise SourceError(
+                f"the next page's link ({shown_url(str(url))}) holds a user or password; ladle "
+                "sends only the credentials in `headers:`, so it stops here",
+                position=shown_url(self.options.url),
+            )
         present = set(url.params.keys())
         params = {k: v for k, v in self._base_params.items() if k not in present}
         params.update(self.options.paginate.query(state))

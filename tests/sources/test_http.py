@@ -424,6 +424,17 @@ def test_a_link_to_another_site_is_not_followed(api: FakeApi) -> None:
     assert api.requests == []
 
 
+def test_a_link_with_a_password_is_not_followed(api: FakeApi) -> None:
+    """httpx would send a link's user:password@ as Basic auth: the source stops instead."""
+    link = api.url.replace("://", "://u:pw@") + "?x=1"
+    message = _error(api.url, paginate={"style": "link"}, resume={"url": link})
+    assert message == (
+        f"{api.url}: the next page's link ({api.url}) holds a user or password; ladle sends "
+        "only the credentials in `headers:`, so it stops here"
+    )
+    assert api.requests == []
+
+
 def test_the_client_is_closed_when_the_reader_stops_early(api: FakeApi) -> None:
     """Closing the batch generator after one page closes the connection to the server."""
     batches = _source(api.url, paginate={"style": "page"}).batches()
