@@ -30,6 +30,7 @@ from ladle.errors import LadleError
 from ladle.ledger import RUNS, display_status
 from ladle.pipeline import Pipeline, ResourceResult, RunObserver, RunOptions, RunSummary
 from ladle.quarantine import QUARANTINE
+from ladle.redact import mask
 from ladle.sources import Report
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except LadleError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(mask(str(exc)))}", highlight=False)
         sys.exit(1)
 
 
@@ -191,11 +192,12 @@ def _print_report(resource: str, report: Report) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def validate(file: Path) -> None:
     """Check the pipeline FILE without running anything."""
+    log.configure(json=not _interactive())
     with _errors():
         pipeline = Pipeline.from_yaml(file)
     resources = ", ".join(pipeline.config.resources)
     out.print(f"{file}: ok: pipeline {pipeline.name!r}, resources: {resources}")
-    out.print(f"destination: {pipeline.destination_url()}")
+    out.print(f"destination: {escape(mask(pipeline.destination_url()))}")
 
 
 # ------------------------------------------------------------------ runs & quarantine
@@ -264,7 +266,7 @@ def runs(file: Path | None, pipeline_name: str | None, destination: str | None, 
             *(f"{row[k]:,}" for k in _COUNTS),
             row["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
             secs,
-            escape((row["error"] or "")[:200]),
+            escape(mask(row["error"] or "")[:200]),
         )
     out.print(table)
 
@@ -456,7 +458,8 @@ def serve(file: Path, host: str, port: int) -> None:
     with _errors():
         token = ingest_token_from_env()
         app = create_app(Pipeline.from_yaml(file), token=token, metrics=Metrics())
-    uvicorn.run(app, host=host, port=port)
+    # The app logs each request itself, without the query string (it may hold a token).
+    uvicorn.run(app, host=host, port=port, access_log=False)
 
 
 # ------------------------------------------------------------------ ui

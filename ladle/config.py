@@ -13,13 +13,13 @@ import hashlib
 import json
 import os
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar, get_args
 
+import structlog
 import yaml
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -28,6 +28,7 @@ from ladle.columns import ColumnSpec
 from ladle.errors import ConfigError
 from ladle.incremental import IncrementalSpec
 from ladle.memory import check_limit
+from ladle.redact import mask
 from ladle.schema import fit_name, normalize_name
 from ladle.status import FreshnessSpec
 
@@ -35,6 +36,7 @@ DEFAULT_BATCH_SIZE = 10_000
 """Measured: 10k-row batches keep peak memory low and overlap parsing with loading best."""
 Path_ = tuple[str | int, ...]
 _M = TypeVar("_M", bound=BaseModel)
+_log = structlog.get_logger("ladle")
 
 
 class WriteMode(StrEnum):
@@ -317,8 +319,6 @@ def _config(data: dict[str, Any], reader: _Reader, path: Path, digest: str) -> P
     }
     _check_parents(resources, reader)
     notes = _literal_secret_warnings(reader)
-    for note in notes:
-        warnings.warn(note, UserWarning, stacklevel=3)
     return PipelineConfig(spec, path, resources, digest, notes)
 
 
@@ -594,18 +594,28 @@ def _unknown(reader: _Reader, path: Path_, text: str, bad: str, allowed: Any) ->
     )
 
 
-_DSN_PASSWORD = re.compile(r"^[a-z][a-z0-9+.\-]*://[^:/@\s]+:([^@\s]+)@", re.IGNORECASE)
-
-
 def _literal_secret_warnings(reader: _Reader) -> list[str]:
-    """Warn about passwords written into a DSN in the file itself (not from ${VAR})."""
+    """Warn (through the log) about secrets written in the file itself, not taken from ${VAR}.
+
+    A ``${VAR:-default}``'s default is written in the file too, so it counts.
+    """
     notes = []
     for path, raw in reader.literal.items():
-        match = _DSN_PASSWORD.match(raw)
-        if match and "${" not in match.group(1):
-            line = reader.lines.get(path)
-            notes.append(
-                f"{reader.file}:{line}: {_dotted(path)}: a password is written in the file; "
-                "move the DSN to an environment variable, e.g. `${DATABASE_URL}`"
-            )
+        written = reader._VAR.sub(_as_written, raw)
+        if mask(written) == written:
+            continue
+        line, key = reader.lines.get(path), _dotted(path)
+        note = (
+            f"{reader.file}:{line}: {key}: a password is written in the file; "
+            "take it from the environment instead, e.g. `${DATABASE_URL}`"
+        )
+        _log.warning(note, file=reader.file, line=line, key=key)
+        notes.append(note)
     return notes
+
+
+def _as_written(match: re.Match[str]) -> str:
+    """What the file itself holds for a ``${VAR}``: its default, or nothing."""
+    if match.group(0) == "$$":
+        return "$"
+    return match.group(2) or ""

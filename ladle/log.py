@@ -14,14 +14,18 @@ from typing import Any
 
 import structlog
 
-from ladle.destinations import mask
+from ladle.redact import HIDDEN, is_secret_key, mask
 
 
 def mask_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: mask passwords in every string value of the event."""
+    """structlog processor: mask secrets in every string value, hide secret-named keys."""
     for key, value in event.items():
-        if isinstance(value, str):
+        if is_secret_key(key) and value is not None:
+            event[key] = HIDDEN
+        elif isinstance(value, str):
             event[key] = mask(value)
+        elif isinstance(value, BaseException) and key != "exc_info":
+            event[key] = mask(f"{type(value).__name__}: {value}")
     return event
 
 

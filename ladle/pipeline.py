@@ -25,12 +25,13 @@ import structlog
 from ladle.batch import ROW, SEQ, Counts, SourceBatch, empty_rejects
 from ladle.columns import ColumnSpec
 from ladle.config import PipelineConfig, Resource, WriteMode, from_mapping, load
-from ladle.destinations import Destination, Load, LoadTarget, connect, default_url, mask
+from ladle.destinations import Destination, Load, LoadTarget, connect, default_url
 from ladle.errors import LadleError, SourceError, StepError
 from ladle.incremental import Cursor, encode
 from ladle.ledger import FAILED, QUEUED, RUNNING, SUCCEEDED, RunEntry
 from ladle.memory import MemoryGovernor
 from ladle.quarantine import rows_from_rejects, rows_from_unreadable
+from ladle.redact import mask
 from ladle.schema import MAX_NAME_BYTES, ColumnType, Kind, fit_name, normalize_name, snake_case
 from ladle.sources import Report, SharedResources, Source, SourceContext, StatefulSource
 from ladle.state import CHECKPOINT, CURSOR, LAST_RUN, RESERVED

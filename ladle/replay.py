@@ -24,7 +24,7 @@ import structlog
 
 from ladle.batch import Counts, SourceBatch, Unreadable
 from ladle.config import Resource, WriteMode
-from ladle.destinations import Destination, Load, LoadTarget, connect, mask
+from ladle.destinations import Destination, Load, LoadTarget, connect
 from ladle.errors import LadleError
 from ladle.ledger import FAILED, RUNNING, RUNS, SUCCEEDED, RunEntry
 from ladle.pipeline import (
@@ -41,6 +41,7 @@ from ladle.pipeline import (
     sequenced,
 )
 from ladle.quarantine import QUARANTINE
+from ladle.redact import mask
 from ladle.sources.flatten import ColumnClash, records_to_frame
 from ladle.steps import FinishingStep, Step
 from ladle.steps.foreign_keys import load_order

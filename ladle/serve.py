@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -27,13 +29,15 @@ import structlog
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ladle.batch import ROW
 from ladle.config import PipelineConfig, Resource
-from ladle.destinations import connect, mask
+from ladle.destinations import connect
 from ladle.errors import LadleError
 from ladle.metrics import Metrics
 from ladle.pipeline import Pipeline, normalized_names, validation_steps
+from ladle.redact import mask
 from ladle.sources.flatten import ColumnClash, records_to_frame, to_json_text
 from ladle.sources.redis_stream import RedisStreamOptions, encode_record, open_client
 
@@ -83,7 +87,10 @@ def create_app(
         yield
         ingest.close()
 
-    app = FastAPI(title="ladle", lifespan=lifespan)
+    # No /docs, /redoc or /openapi.json: they would be open without the token (and load
+    # Swagger UI from a CDN).
+    app = FastAPI(title="ladle", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(AccessLog)
 
     @app.post("/ingest/{resource}", status_code=202)
     async def ingest_records(resource: str, request: Request) -> JSONResponse:
@@ -116,7 +123,7 @@ def create_app(
 
 def worker_app(worker: Worker) -> FastAPI:
     """``/metrics`` and ``/health`` of a running ``ladle worker`` (``--metrics-port``)."""
-    app = FastAPI(title="ladle worker")
+    app = FastAPI(title="ladle worker", docs_url=None, redoc_url=None, openapi_url=None)
     options = worker.source
 
     @app.get("/health")
@@ -150,12 +157,41 @@ def serve_in_background(app: FastAPI, *, port: int, host: str = "127.0.0.1") -> 
     """Run ``app`` under uvicorn in a daemon thread (the worker's loop keeps the main one)."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
     # Signals belong to the worker: uvicorn must not install its own handlers in a thread.
     threading.Thread(target=server.run, daemon=True, name="ladle-metrics").start()
 
 
 # ---------------------------------------------------------------- the request's edge
+
+
+class AccessLog:
+    """ASGI middleware: one log event per request with the path only, never the query string.
+
+    Stands in for uvicorn's access log (``access_log=False``), which logs the query, where
+    a client may have put its token (``?token=…``).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, sending)
+        finally:
+            log.info("request", method=scope["method"], path=scope["path"], status=status)
 
 
 def _authorize(request: Request, expected: bytes) -> None:
@@ -275,9 +311,25 @@ class _BadJson(Exception):
 
 def _loads(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except json.JSONDecodeError as exc:
         raise _BadJson(exc.msg, exc.lineno, exc.colno) from None
+    except RecursionError:
+        raise _BadJson(_TOO_DEEP) from None
+    except ValueError:
+        # Python refuses to read an integer of more than 4,300 digits (sys.int_info).
+        raise _BadJson(f"a number has more than {sys.get_int_max_str_digits():,} digits") from None
+
+
+_TOO_DEEP = "arrays or objects are nested too deeply"
+
+
+def _finite(text: str) -> float:
+    # 1e400 would become inf: a value no JSON reader downstream could take back.
+    value = float(text)
+    if math.isinf(value):
+        raise _BadJson(f"the number {text[:40]} is out of range")
+    return value
 
 
 def _no_constant(name: str) -> Any:
@@ -361,6 +413,8 @@ class _Ingest:
             errors = _check_records(self._config, res, records) if records else []
         except _Rejected as exc:
             errors = exc.errors
+        except RecursionError:
+            errors = [_error(f"invalid JSON in the body: {_TOO_DEEP}")]
         if errors:
             return JSONResponse({"errors": errors}, status_code=400)
         try:

@@ -75,9 +75,13 @@ def _free_port() -> int:
 
 
 class _ThrowawayPostgres:
-    """A PostgreSQL cluster in a temporary directory, for machines without a server."""
+    """A PostgreSQL cluster in a temporary directory, for machines without a server.
 
-    def __init__(self) -> None:
+    ``host_auth`` is how TCP clients log in (``scram-sha-256``: with a password); over its
+    socket (``socket_url``) everyone is trusted.
+    """
+
+    def __init__(self, *, host_auth: str = "trust") -> None:
         initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
         if initdb is None or pg_ctl is None:
             pytest.fail(INSTALL_HINT, pytrace=False)
@@ -93,11 +97,13 @@ class _ThrowawayPostgres:
                 pytest.fail(INSTALL_HINT + " (as root, `runuser` is needed too)", pytrace=False)
             self.prefix = [runuser, "-u", "postgres", "--"]
             shutil.chown(self.root, "postgres")
-        self._run([initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"])
+        auth = ["-A", "trust", "--auth-host", host_auth]
+        self._run([initdb, "-D", str(self.data), *auth, "-U", "postgres", "--no-sync"])
         options = f"-p {self.port} -k {self.root} -h 127.0.0.1 -F"
         log = str(self.root / "log")
         self._run([pg_ctl, "-D", str(self.data), "-o", options, "-w", "-l", log, "start"])
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.socket_url = f"postgresql://postgres@/postgres?host={self.root}&port={self.port}"
 
     def _run(self, command: list[str]) -> None:
         result = subprocess.run(
@@ -135,6 +141,22 @@ def postgres_server() -> Iterator[str]:
         time.sleep(0.2)
     try:
         yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def password_postgres() -> Iterator[_ThrowawayPostgres]:
+    """A throwaway PostgreSQL that checks passwords over TCP (`socket_url` is trusted)."""
+    server = _ThrowawayPostgres(host_auth="scram-sha-256")
+    deadline = time.monotonic() + 30
+    while not _answers(server.socket_url):
+        if time.monotonic() > deadline:
+            server.stop()
+            pytest.fail(f"the throwaway PostgreSQL did not start\n{INSTALL_HINT}", pytrace=False)
+        time.sleep(0.2)
+    try:
+        yield server
     finally:
         server.stop()
 

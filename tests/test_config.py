@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from ladle.config import WriteMode, load
 from ladle.errors import ConfigError
@@ -128,13 +129,27 @@ def test_variables_from_env_file_and_environment(
     assert load(path).spec.destination == "duckdb:///from_environment.duckdb"
 
 
-def test_literal_password_warns(write_pipeline: Callable[[str], Path]) -> None:
-    """A password written into a DSN in the file is warned about, with its line."""
-    path = write_pipeline(
-        VALID.replace("${SHOP_DB:-duckdb:///shop.duckdb}", "postgresql://app:hunter2@db/shop")
-    )
-    with pytest.warns(UserWarning, match=r"pipeline.yaml:2: destination: a password is written"):
+@pytest.mark.parametrize(
+    "destination",
+    [
+        "postgresql://app:hunter2@db/shop",
+        "postgresql://:hunter2@db/shop",
+        "postgresql://app@db/shop?password=hunter2",
+        "${LADLE_T_UNSET:-postgresql://app:hunter2@db/shop}",
+    ],
+)
+def test_literal_password_warns(write_pipeline: Callable[[str], Path], destination: str) -> None:
+    """A password written in the file (also as a ${VAR:-default}) is logged as a warning."""
+    path = write_pipeline(VALID.replace("${SHOP_DB:-duckdb:///shop.duckdb}", destination))
+    with structlog.testing.capture_logs() as logs:
         load(path)
+    note = (
+        f"{path}:2: destination: a password is written in the file; "
+        "take it from the environment instead, e.g. `${DATABASE_URL}`"
+    )
+    assert logs == [
+        {"event": note, "file": str(path), "line": 2, "key": "destination", "log_level": "warning"}
+    ]
 
 
 def test_password_from_environment_does_not_warn(

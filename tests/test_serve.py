@@ -10,6 +10,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from click.testing import CliRunner
@@ -18,6 +19,7 @@ from ladle.cli import main
 from ladle.metrics import Metrics
 from ladle.pipeline import Pipeline
 from ladle.serve import create_app
+from tests.cli_server import LadleServer
 
 with warnings.catch_warnings():
     # Starlette 1.x asks for httpx2 in its test client; ladle depends on httpx, which works.
@@ -374,3 +376,85 @@ def test_serve_without_token_is_one_line_error(
         "sending `Authorization: Bearer <token>`; set it, e.g. "
         "`export LADLE_INGEST_TOKEN=$(openssl rand -hex 32)`\n"
     )
+
+
+# ---------------------------------------------------------------- exposure and bad input
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"])
+def test_api_docs_are_off(serve: Serve, path: str) -> None:
+    """No Swagger UI, ReDoc or schema: they would be open without the token."""
+    client = serve()
+    assert client.get(path).status_code == 404
+    assert client.get(path, headers=AUTH).status_code == 404
+
+
+DEEP_OBJECT = '{"ticket_id": 1, "x": ' + '{"a": ' * 950 + "1" + "}" * 951
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[" * 100_000, "arrays or objects are nested too deeply"),
+        (DEEP_OBJECT, "arrays or objects are nested too deeply"),
+        ('{"ticket_id": 1e400}', "the number 1e400 is out of range"),
+        ('{"ticket_id": 1, "x": -1e400}', "the number -1e400 is out of range"),
+        ('{"ticket_id": ' + "9" * 5000 + "}", "a number has more than 4,300 digits"),
+    ],
+    ids=["100k [", "950 nested objects", "1e400", "-1e400 in an undeclared column", "5000 digits"],
+)
+def test_malformed_input_is_400_not_500(
+    serve: Serve, stream: redis.Redis, redis_stream_key: str, body: str, message: str
+) -> None:
+    """Input the parser cannot hold is a 400 saying why, never a 500, and nothing is added."""
+    response = serve().post("/ingest/tickets", content=body, headers=AUTH)
+    assert response.status_code == 400
+    (error,) = response.json()["errors"]
+    assert error["message"] == f"invalid JSON in the body: {message}"
+    assert stream.exists(redis_stream_key) == 0
+
+
+def test_an_integer_out_of_bigint_range_is_400(serve: Serve) -> None:
+    """2^70 for a bigint column is refused with the value, not clamped and not a 500."""
+    body = json.dumps({"ticket_id": 2**70})
+    response = serve().post("/ingest/tickets", content=body, headers=AUTH)
+    assert response.status_code == 400
+    assert response.json() == {
+        "errors": [
+            {
+                "record": 0,
+                "field": "ticket_id",
+                "rule": "type",
+                "value": "1180591620717411303424",
+                "message": "cannot parse '1180591620717411303424' as bigint",
+            }
+        ]
+    }
+
+
+def test_the_real_server_logs_paths_not_query_strings(
+    write_pipeline: Callable[[str], Path], redis_url: str, redis_stream_key: str, duckdb_url: str
+) -> None:
+    """`ladle serve` logs each request's path; a token sent as ?token= is never logged."""
+    text = PIPELINE.format(destination=duckdb_url, redis=redis_url, stream=redis_stream_key)
+    path = write_pipeline(text)
+    leaked = "query-token-8c1f"
+    with LadleServer(["serve", str(path)], {"LADLE_INGEST_TOKEN": TOKEN}) as server:
+        assert httpx.get(f"{server.url}/health?token={leaked}").status_code == 200
+        assert httpx.get(f"{server.url}/docs?token={leaked}").status_code == 404
+        assert httpx.get(f"{server.url}/openapi.json").status_code == 404
+        posted = httpx.post(
+            f"{server.url}/ingest/tickets?token={leaked}", json={"ticket_id": 1}, headers=AUTH
+        )
+        assert posted.status_code == 202
+    events = [json.loads(line) for line in server.output.splitlines() if line.startswith("{")]
+    requests = [(e["method"], e["path"], e["status"]) for e in events if e["event"] == "request"]
+    assert requests == [
+        ("GET", "/", 404),
+        ("GET", "/health", 200),
+        ("GET", "/docs", 404),
+        ("GET", "/openapi.json", 404),
+        ("POST", "/ingest/tickets", 202),
+    ]
+    assert leaked not in server.output
+    assert TOKEN not in server.output

@@ -8,7 +8,6 @@ what to do on failure) stays in :mod:`ladle.pipeline`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import polars as pl
 from ladle.config import WriteMode
 from ladle.errors import ConfigError
 from ladle.ledger import RunEntry
+from ladle.redact import mask as mask  # re-exported: destinations mask their URLs
 from ladle.schema import ColumnType
 
 
@@ -145,14 +145,6 @@ class Destination(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
-
-
-_PASSWORD = re.compile(r"(://[^:/@\s]+:)([^@\s]+)(@)")
-
-
-def mask(url: str) -> str:
-    """The URL with its password replaced by ``***``: the only form that reaches logs."""
-    return _PASSWORD.sub(r"\1***\3", url)
 
 
 def default_url(pipeline: str) -> str:

@@ -704,7 +704,27 @@ def _translated(doing: str) -> Iterator[None]:
 
 
 def _message(exc: BaseException) -> str:
-    return mask(re.sub(r"\s+", " ", str(exc)).strip())
+    """The error on one line, passwords masked and without row data.
+
+    COPY's CONTEXT quotes the whole failing row and constraint errors quote key values;
+    the ledger and logs keep where (``COPY tickets, line 275502, column id``), not what.
+    """
+    primary = exc.diag.message_primary if isinstance(exc, psycopg.Error) else None
+    if not isinstance(exc, psycopg.Error) or primary is None:
+        return mask(re.sub(r"\s+", " ", str(exc)).strip())
+    diag = exc.diag
+    # A data exception quotes the value: `invalid input syntax for type bigint: "x"`.
+    if (exc.sqlstate or "").startswith("22"):
+        primary = re.sub(r'"[^"]*"', '"…"', primary)
+    parts = [primary]
+    if diag.message_detail:
+        detail = re.sub(r"\)=\(.*\)", ")=(…)", diag.message_detail, flags=re.S)
+        detail = re.sub(r"(Failing row contains) \(.*\)", r"\1 (…)", detail, flags=re.S)
+        parts.append(f"DETAIL: {detail}")
+    if diag.context:
+        row = re.compile(r'(COPY .+?, line \d+(?:, column [^:\n]+)?): ".*"\Z', re.S)
+        parts.append("CONTEXT: " + row.sub(r"\1", diag.context))
+    return mask(re.sub(r"\s+", " ", " ".join(parts)).strip())
 
 
 _PG_KINDS = {

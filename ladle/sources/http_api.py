@@ -242,7 +242,8 @@ class HttpOptions(BaseModel):
 
     type: Literal["http"]
     url: str
-    """The endpoint, ``http://`` or ``https://``; may carry a query string."""
+    """The endpoint, ``http://`` or ``https://``; may carry a query string, not a
+    ``user:password@`` (send credentials in ``headers:``)."""
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
     """Query parameters sent with every request."""
     headers: dict[str, str] = Field(default_factory=dict)
@@ -266,6 +267,12 @@ class HttpOptions(BaseModel):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must be an http:// or https:// URL, got {shown_url(value)!r}")
+        if "@" in parts.netloc:
+            # httpx would quietly send a user:password@ as an Authorization header of its own.
+            raise ValueError(
+                "must not hold a user or password (user:password@); send credentials in "
+                '`headers:` from a variable, e.g. `Authorization: "Bearer ${API_TOKEN}"`'
+            )
         return value
 
 
@@ -351,6 +358,13 @@ class HttpSource:
             raise SourceError(
                 f"the next page's link points to another site ({shown_url(str(url))}); ladle "
                 "follows links only on the site of `url`, so that headers go nowhere else",
+                position=shown_url(self.options.url),
+            )
+        if url.userinfo:
+            # httpx would send a link's user:password@ as Basic auth, in place of `headers:`.
+            raise SourceError(
+                f"the next page's link ({shown_url(str(url))}) holds a user or password; ladle "
+                "sends only the credentials in `headers:`, so it stops here",
                 position=shown_url(self.options.url),
             )
         present = set(url.params.keys())

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ladle.batch import SourceBatch, Unreadable
-from ladle.destinations import mask
 from ladle.errors import SourceError
+from ladle.redact import mask
 from ladle.sources import SourceContext
 from ladle.sources.flatten import to_json_text
 from ladle.sources.json_reader import not_an_object

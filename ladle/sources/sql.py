@@ -270,12 +270,10 @@ class SqlSource:
         return error
 
     def _masked(self, text: str) -> str:
-        from ladle.destinations import mask
+        from ladle.redact import mask
 
         password = _password(self.options.url)
-        if password:
-            text = text.replace(password, "***")
-        return mask(text)
+        return mask(text, known=[password] if password else [])
 
 
 def _password(url: str) -> str | None:

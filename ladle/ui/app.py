@@ -36,9 +36,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from ladle.destinations import Destination, connect, mask
+from ladle.destinations import Destination, connect
 from ladle.errors import LadleError
 from ladle.pipeline import Pipeline
+from ladle.redact import mask
 from ladle.ui import history
 from ladle.ui.chart import build_chart
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from structlog.testing import capture_logs
 
 from ladle import Pipeline, RunOptions
 from ladle.batch import Counts
@@ -111,3 +112,50 @@ def test_password_never_reaches_ledger_or_errors(
     assert str(info.value).startswith(
         "PostgreSQL error while connecting to postgresql://ladle:***@127.0.0.1:1/nowhere"
     )
+
+
+@pytest.mark.parametrize(
+    ("constraint", "message"),
+    [
+        (
+            "CONSTRAINT v_is_not_private CHECK (v <> 'private-4711')",
+            'new row for relation "events" violates check constraint "v_is_not_private" '
+            "DETAIL: Failing row contains (…). CONTEXT: COPY events, line 4",
+        ),
+        (
+            "CONSTRAINT v_is_unique UNIQUE",
+            'duplicate key value violates unique constraint "v_is_unique" '
+            "DETAIL: Key (v)=(…) already exists. CONTEXT: COPY events, line 5",
+        ),
+    ],
+    ids=["check", "unique"],
+)
+def test_a_copy_failure_keeps_where_not_the_row(
+    tmp_path: Path,
+    postgres_url: str,
+    write_pipeline: Callable[[str], Path],
+    constraint: str,
+    message: str,
+) -> None:
+    """A row the table refuses fails the run naming the COPY line; the row's data stays out."""
+    schema = postgres_url.rsplit("schema=", 1)[1]
+    server = postgres_url.rsplit("?", 1)[0]
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(f'CREATE TABLE "{schema}".events (id bigint PRIMARY KEY, v text {constraint})')
+    pipeline = write_pipeline(PIPELINE)
+    rows = [{"id": i, "v": "private-4711" if i in (3, 4) else f"ok {i}"} for i in range(6)]
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with capture_logs() as logs:
+        summary = Pipeline.from_yaml(pipeline).run(RunOptions(destination=postgres_url))
+    (result,) = summary.resources
+    assert result.status == "failed"
+    assert result.error is not None
+    assert "private-4711" not in repr(logs)
+    assert re.fullmatch(f"PostgreSQL error while [^:]+: {re.escape(message)}", result.error), (
+        result.error
+    )
+    dest = connect(postgres_url)
+    ledger = dest.read(RUNS.name, {}).to_dicts()
+    dest.close()
+    assert [r["error"] for r in ledger] == [result.error]

@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 from ladle import Pipeline, RunOptions
 from ladle.batch import SourceBatch
 from ladle.destinations import connect
-from ladle.errors import SourceError
+from ladle.errors import ConfigError, SourceError
 from ladle.sources import CursorBound, SourceContext, registry
 from ladle.sources.http_api import (
     CircuitBreakerOptions,
@@ -334,7 +334,7 @@ def test_circuit_opens_after_consecutive_failures(api: FakeApi) -> None:
     """A 500 storm opens the circuit after `failures` attempts; no secret reaches the message."""
     api.fail(*[Reply(500)] * 20)
     message = _error(
-        f"http://user:pw@127.0.0.1:{api.base.rsplit(':', 1)[1]}{PATH}",
+        api.url,
         paginate={"style": "page"},
         params={"api_key": "hush"},
         headers={"Authorization": "Bearer t0k"},
@@ -345,7 +345,7 @@ def test_circuit_opens_after_consecutive_failures(api: FakeApi) -> None:
         f"{PATH}?page=1: circuit open after 4 consecutive failures: GET {api.url} (last status 500)"
     )
     assert len(api.requests) == 4
-    assert not any(secret in message for secret in ("hush", "t0k", "pw", "api_key"))
+    assert not any(secret in message for secret in ("hush", "t0k", "api_key"))
 
 
 def test_the_circuit_counts_failures_across_requests(api: FakeApi) -> None:
@@ -424,6 +424,17 @@ def test_a_link_to_another_site_is_not_followed(api: FakeApi) -> None:
     assert api.requests == []
 
 
+def test_a_link_with_a_password_is_not_followed(api: FakeApi) -> None:
+    """httpx would send a link's user:password@ as Basic auth: the source stops instead."""
+    link = api.url.replace("://", "://u:pw@") + "?x=1"
+    message = _error(api.url, paginate={"style": "link"}, resume={"url": link})
+    assert message == (
+        f"{api.url}: the next page's link ({api.url}) holds a user or password; ladle sends "
+        "only the credentials in `headers:`, so it stops here"
+    )
+    assert api.requests == []
+
+
 def test_the_client_is_closed_when_the_reader_stops_early(api: FakeApi) -> None:
     """Closing the batch generator after one page closes the connection to the server."""
     batches = _source(api.url, paginate={"style": "page"}).batches()
@@ -496,6 +507,31 @@ resources:
     assert rows[0]["owner__name"] == "user 1"
     again = Pipeline.from_yaml(pipeline).run(RunOptions())
     assert again.resources[0].counts.unchanged == 23
+
+
+def test_a_url_with_user_and_password_is_refused(
+    api: FakeApi, write_pipeline: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """user:password@ in the URL fails validation: httpx would send it as Basic auth unasked."""
+    monkeypatch.setenv("LADLE_T_API_URL", api.url.replace("://", "://app:hunter2@"))
+    pipeline = write_pipeline(
+        """\
+pipeline: helpdesk
+resources:
+  tickets:
+    source:
+      type: http
+      url: ${LADLE_T_API_URL}
+"""
+    )
+    with pytest.raises(ConfigError) as info:
+        Pipeline.from_yaml(pipeline)
+    assert str(info.value) == (
+        f"{pipeline}:6: resources.tickets.source.url: must not hold a user or password "
+        "(user:password@); send credentials in `headers:` from a variable, e.g. "
+        '`Authorization: "Bearer ${API_TOKEN}"`'
+    )
+    assert api.requests == []
 
 
 def _keys(model: type[BaseModel]) -> list[str]:
