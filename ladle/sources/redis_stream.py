@@ -57,6 +57,9 @@ class RedisStreamOptions(BaseModel):
     """Entries pending this long with a consumer are claimed by another (XAUTOCLAIM)."""
     dead_letter: str | None = None
     """Stream that receives entries which cannot be loaded; default ``<stream>:dlq``."""
+    retry_max_ms: int = Field(default=30_000, ge=1)
+    """While the destination is down, a worker retries its batch with waits that double from
+    0.5 s up to this many milliseconds; it never gives up."""
 
     @field_validator("url")
     @classmethod
@@ -72,6 +75,12 @@ class RedisStreamOptions(BaseModel):
     def dead_letter_stream(self) -> str:
         """The dead-letter stream's key: ``dead_letter`` or ``<stream>:dlq``."""
         return self.dead_letter or f"{self.stream}:dlq"
+
+    @property
+    def attempts_key(self) -> str:
+        """A hash of the entries that a worker is loading on their own because Redis delivered
+        them more than ``max_deliveries`` times: entry id -> attempts, in ladle's terms."""
+        return f"{self.stream}:{self.group}:attempts"
 
 
 class RedisStreamSource:
@@ -174,4 +183,11 @@ def _text(value: bytes | str) -> str:
 
 
 def _bad_bytes(exc: UnicodeDecodeError) -> str:
-    return f"cannot decode byte 0x{exc.object[exc.start]:02x} as UTF-8; entries must be UTF-8"
+    return bad_bytes_message(exc.object[exc.start])
+
+
+def bad_bytes_message(byte: int) -> str:
+    """What to say about an entry that is not UTF-8: the producer must send UTF-8."""
+    return (
+        f"cannot decode byte 0x{byte:02x} as UTF-8; a stream entry must be UTF-8: fix its producer"
+    )
