@@ -40,17 +40,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import structlog
 
 from ladle.batch import ROW, SourceBatch, Unreadable
 from ladle.config import PipelineConfig, Resource, WriteMode
-from ladle.destinations import Destination, LoadTarget, connect
-from ladle.errors import DestinationError, LadleError, SourceError
+from ladle.destinations import Destination, LoadTarget
+from ladle.errors import LadleError, SourceError
 from ladle.ledger import SUCCEEDED, RunEntry
 from ladle.metrics import Metrics
+from ladle.outage import Patience, PatientDestination, Stopped
 from ladle.pipeline import (
     Pipeline,
     build_steps,
@@ -62,11 +63,9 @@ from ladle.pipeline import (
     sequenced,
 )
 from ladle.quarantine import rows_from_unreadable
-from ladle.sources.flatten import records_to_frame
-from ladle.sources.json_reader import parse_json_texts
 from ladle.sources.redis_stream import (
     RedisStreamOptions,
-    decode_entry,
+    decode_entries,
     ensure_group,
     open_client,
 )
@@ -80,7 +79,6 @@ MESSAGE_ID = "_ladle_message_id"
 """Column holding each row's stream entry id when a stream resource appends."""
 
 Entry = tuple[str, dict[bytes, bytes]]
-_T = TypeVar("_T")
 log = structlog.get_logger("ladle")
 
 
@@ -98,10 +96,6 @@ class WorkerOptions:
     """Entries per read; default the resource's ``batch_size``."""
     idle_exit_s: float | None = None
     """Stop after the stream has been empty this long (benchmarks, tests); None: never."""
-
-
-class _Stopped(Exception):
-    """Raised out of a wait for the destination when the worker is asked to stop."""
 
 
 class Worker:
@@ -137,8 +131,23 @@ class Worker:
         self._stopping = False
         self._signal: str | None = None
         self._seq = 0
-        self._destination: Destination | None = None
         self._in_hand: list[str] = []
+        self._kept_at = 0.0
+        self.destination = PatientDestination(
+            self.url,
+            base_dir=self.config.base_dir,
+            prepare=self._prepare,
+            metrics=self.metrics,
+            patience=Patience(
+                resource=self.res.name,
+                retry_max_s=self.source.retry_max_ms / 1000,
+                tick_s=self._keep_every,
+                keep=self._keep,
+                stopping=lambda: self._stopping,
+                in_hand=lambda: len(self._in_hand),
+            ),
+        )
+        self._client: redis.Redis | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -148,36 +157,35 @@ class Worker:
 
     def run(self) -> RunEntry:
         """Consume until stopped; return this session's ledger row (running totals)."""
-        client = open_client(self.source.url)
-        self._destination = destination = connect(self.url, base_dir=self.config.base_dir)
+        self._client = client = open_client(self.source.url)
         try:
-            self._prepare(destination)
+            destination = self.destination.connected()
             ensure_group(client, self.source)
             destination.record_run(self.entry)
-            self.metrics.destination_up.labels(self.res.name).set(1)
             log.info("worker started", resource=self.res.name, consumer=self.consumer)
             try:
                 self._loop(client)
-            except _Stopped:
+                self._finish()
+            except Stopped:
                 log.warning(
                     "stopped while waiting for the destination; the batch in hand stays "
                     "pending for another worker",
                     signal=self._signal,
                     entries=len(self._in_hand),
                 )
-                return self.entry
-            if self._signal is not None:
-                log.info("stopped by a signal after the batch in hand", signal=self._signal)
-            self.entry.status = SUCCEEDED
-            self.entry.finished_at = _now()
-            self.entry.peak_memory_mb = peak_memory_mb()
-            self._patiently(client, lambda: self._connected().record_run(self.entry))
-            log.info("worker stopped", resource=self.res.name, **vars(self.entry.counts))
             return self.entry
         finally:
-            if self._destination is not None:
-                self._destination.close()
+            self.destination.close()
             client.close()
+
+    def _finish(self) -> None:
+        if self._signal is not None:
+            log.info("stopped by a signal after the batch in hand", signal=self._signal)
+        self.entry.status = SUCCEEDED
+        self.entry.finished_at = _now()
+        self.entry.peak_memory_mb = peak_memory_mb()
+        self.destination.attempt(lambda destination: destination.record_run(self.entry))
+        log.info("worker stopped", resource=self.res.name, **vars(self.entry.counts))
 
     @contextmanager
     def signals(self) -> Iterator[None]:
@@ -231,88 +239,25 @@ class Worker:
         self.steps = build_steps(self.config, self.res, destination)
         self.target = stream_target(load_target(self.config, self.res, self.steps), self.res)
 
-    def _connected(self) -> Destination:
-        """The destination, connected again from scratch after an outage closed it."""
-        if self._destination is None:
-            destination = connect(self.url, base_dir=self.config.base_dir)
-            try:
-                self._prepare(destination)
-            except BaseException:
-                destination.close()
-                raise
-            self._destination = destination
-            log.info("reconnected to the destination", resource=self.res.name)
-        return self._destination
+    @property
+    def _keep_every(self) -> float:
+        return max(self.source.claim_idle_ms / 3000, 0.05)
 
-    def _disconnect(self) -> None:
-        """Drop the destination after an outage; the next attempt connects anew.
+    def _keep(self) -> None:
+        """Reset the idle time of the entries in hand (best effort) so no worker claims them
+        while this one waits for the destination or bisects a batch.
 
-        A new connection is refused at once while the server is down, where the pool
-        would wait its whole timeout for a connection on every attempt.
-        """
-        destination, self._destination = self._destination, None
-        if destination is not None:
-            with suppress(Exception):
-                destination.close()
-
-    def _patiently(self, client: redis.Redis, attempt: Callable[[], _T]) -> _T:
-        """Call ``attempt`` until the destination lets it through: an outage is waited out
-        (backoff from 0.5 s to ``retry_max_ms``), any other error is raised."""
-        cap = self.source.retry_max_ms / 1000
-        delay, tries, since = min(0.5, cap), 0, time.monotonic()
-        while True:
-            try:
-                result = attempt()
-            except Exception as exc:
-                if not destination_unavailable(exc):
-                    raise
-                tries += 1
-                self._disconnect()
-                self.metrics.destination_up.labels(self.res.name).set(0)
-                self.metrics.destination_retries.labels(self.res.name).inc()
-                log.warning(
-                    "waiting for the destination; the batch in hand stays with this worker",
-                    resource=self.res.name,
-                    attempt=tries,
-                    retry_in_s=delay,
-                    waited_s=round(time.monotonic() - since, 1),
-                    entries=len(self._in_hand),
-                    error=str(exc),
-                )
-                self._wait(client, delay)
-                delay = min(delay * 2, cap)
-                continue
-            if tries:
-                waited = round(time.monotonic() - since, 1)
-                log.info("the destination is back", resource=self.res.name, waited_s=waited)
-            self.metrics.destination_up.labels(self.res.name).set(1)
-            return result
-
-    def _wait(self, client: redis.Redis, seconds: float) -> None:
-        """Sleep, keeping the entries in hand ours; raise _Stopped when asked to stop."""
-        end = time.monotonic() + seconds
-        tick = max(self.source.claim_idle_ms / 3000, 0.05)
-        while not self._stopping:
-            self._keep(client)
-            left = end - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(left, tick))
-        raise _Stopped
-
-    def _keep(self, client: redis.Redis) -> None:
-        """Reset the idle time of the entries in hand (best effort) so no worker claims them.
-
-        ``XCLAIM … JUSTID`` does not count a delivery (``XREADGROUP`` with id ``0`` would,
+        ``XCLAIM … JUSTID`` does not count a delivery (``XREADGROUP`` with id ``0`` does,
         as of Redis 7).
         """
         import redis
 
-        if not self._in_hand:
+        self._kept_at = time.monotonic()
+        if not self._in_hand or self._client is None:
             return
         ids: list[StreamIdT] = [*self._in_hand]
         with suppress(redis.RedisError):
-            client.xclaim(
+            self._client.xclaim(
                 self.source.stream,
                 self.source.group,
                 self.consumer,
@@ -397,7 +342,7 @@ class Worker:
 
         Entries read for the first time were delivered once; claimed ones are looked up.
         """
-        started = time.monotonic()
+        started = self._kept_at = time.monotonic()
         self._in_hand = [i for i, _ in entries]
         deliveries = self._deliveries(client, entries) if claimed else {}
         limit = self.source.max_deliveries
@@ -421,9 +366,11 @@ class Worker:
         the single entries that fail (bisection: about 2·log2(n) loads for one bad entry)."""
         if not entries:
             return
+        if time.monotonic() - self._kept_at >= self._keep_every:
+            self._keep()
         try:
-            loaded = self._patiently(client, lambda: self._load(entries))
-        except _Stopped:
+            loaded = self.destination.attempt(lambda destination: self._load(destination, entries))
+        except Stopped:
             raise
         except Exception as exc:
             if len(entries) == 1:
@@ -485,10 +432,9 @@ class Worker:
             self._attempt(client, [entry], deliveries)
         _redis("counting attempts", self.source, lambda: client.hdel(key, message_id))
 
-    def _load(self, entries: list[Entry]) -> pl.DataFrame:
+    def _load(self, destination: Destination, entries: list[Entry]) -> pl.DataFrame:
         """Steps, then one transaction (data, quarantine, ledger); the quarantined rows."""
-        destination = self._connected()
-        batch = self._decode(entries)
+        batch = decode_entries(entries, self.source.field)
         frame, quarantined, deduplicated = process_batch(self.res, self.steps, batch)
         if self.res.spec.write is WriteMode.APPEND:
             frame = with_message_ids(frame, batch)
@@ -517,33 +463,6 @@ class Worker:
         m.records_quarantined.labels(name).inc(quarantined.height)
         m.records_dead_lettered.labels(name).inc(quarantined.height)
         return quarantined
-
-    def _decode(self, entries: list[Entry]) -> SourceBatch:
-        """Entries to a batch whose positions are the entry ids; the JSON path is vectorized."""
-        field = self.source.field.encode()
-        ids = [i for i, _ in entries]
-        size = sum(len(k) + len(v) for _, fields in entries for k, v in fields.items())
-        if all(field in fields for _, fields in entries):
-            parsed = parse_json_texts([fields[field] for _, fields in entries], ids)
-            # The JSON reader's advice for bad bytes is about files; say it for a stream.
-            unreadable = [
-                _stream_unreadable(u, entries[ids.index(u.position)][1], self.source.field)
-                if u.rule == "encoding"
-                else u
-                for u in parsed.unreadable
-            ]
-            return SourceBatch(parsed.frame, parsed.positions, unreadable, size)
-        records: list[dict[str, Any]] = []
-        positions: list[str] = []
-        unreadables: list[Unreadable] = []
-        for message_id, fields in entries:
-            decoded = decode_entry(message_id, fields, self.source.field)
-            if isinstance(decoded, Unreadable):
-                unreadables.append(decoded)
-            else:
-                records.append(decoded)
-                positions.append(message_id)
-        return SourceBatch(records_to_frame(records), positions, unreadables, size)
 
     def _acknowledge(
         self,
@@ -583,12 +502,12 @@ class Worker:
         quarantined = rows_from_unreadable(unreadable)
         size = sum(len(k) + len(v) for _, fields in entries for k, v in fields.items())
 
-        def record() -> None:
+        def record(destination: Destination) -> None:
             counts = replace(self.entry.counts)
             counts.fetched += len(entries)
             counts.quarantined += len(entries)
             counts.bytes_read += size
-            load = self._connected().begin(self.target)
+            load = destination.begin(self.target)
             try:
                 load.write_quarantine(quarantined, run_id=self.run_id, resource=self.res.name)
                 load.write_ledger(replace(self.entry, counts=counts))
@@ -599,7 +518,7 @@ class Worker:
                 raise
             self.entry.counts = counts
 
-        self._patiently(client, record)
+        self.destination.attempt(record)
         log.warning("dead-lettered", resource=self.res.name, ids=ids, reason=reason)
         self._acknowledge(client, ids, quarantined, reason="poison")
         self.metrics.records_in.labels(self.res.name).inc(len(entries))
@@ -607,28 +526,10 @@ class Worker:
         self.metrics.records_dead_lettered.labels(self.res.name).inc(len(entries))
 
 
-def destination_unavailable(error: BaseException) -> bool:
-    """Whether ``error`` says the destination cannot be reached right now: a lost or refused
-    connection, a serialization failure, or a pool that found no live connection in time.
-    Waiting helps then; splitting the batch would not."""
-    if not isinstance(error, DestinationError):
-        return False
-    # The PostgreSQL destination does not mark its pool's timeout transient (yet).
-    return error.transient or type(error.__cause__).__name__ == "PoolTimeout"
-
-
 def describe(error: BaseException) -> str:
     """An error in one line: ladle's own message, or a bug's type and message."""
-    if isinstance(error, LadleError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
-
-
-def _stream_unreadable(
-    unreadable: Unreadable, fields: dict[bytes, bytes], field: str
-) -> Unreadable:
-    decoded = decode_entry(unreadable.position, fields, field)
-    return decoded if isinstance(decoded, Unreadable) else unreadable
+    text = str(error) if isinstance(error, LadleError) else f"{type(error).__name__}: {error}"
+    return " ".join(text.split())
 
 
 def _stream_resource(config: PipelineConfig, name: str | None) -> Resource:

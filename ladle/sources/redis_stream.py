@@ -11,7 +11,7 @@ Redis errors are translated here into :class:`~ladle.errors.SourceError`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -20,8 +20,8 @@ from ladle.batch import SourceBatch, Unreadable
 from ladle.destinations import mask
 from ladle.errors import SourceError
 from ladle.sources import SourceContext
-from ladle.sources.flatten import to_json_text
-from ladle.sources.json_reader import not_an_object
+from ladle.sources.flatten import records_to_frame, to_json_text
+from ladle.sources.json_reader import not_an_object, parse_json_texts
 
 if TYPE_CHECKING:
     import redis
@@ -156,6 +156,38 @@ def decode_entry(message_id: str, fields: EntryFields, field: str) -> dict[str, 
     except UnicodeDecodeError as exc:
         raw = to_json_text({key: _text(value) for key, value in text.items()})
         return Unreadable(message_id, raw, _bad_bytes(exc), rule="encoding")
+
+
+def decode_entries(entries: Sequence[tuple[str, Mapping[bytes, bytes]]], field: str) -> SourceBatch:
+    """Entries (id, fields) to a batch whose positions are the entry ids, with the bytes
+    they hold; when every entry has ``field``, its JSON is parsed in one Polars call."""
+    key = field.encode()
+    ids = [i for i, _ in entries]
+    size = sum(len(k) + len(v) for _, fields in entries for k, v in fields.items())
+    if all(key in fields for _, fields in entries):
+        parsed = parse_json_texts([fields[key] for _, fields in entries], ids)
+        # The JSON reader's advice for bad bytes is about files: say it for a stream.
+        unreadable = [
+            _again(u, entries[ids.index(u.position)][1], field) if u.rule == "encoding" else u
+            for u in parsed.unreadable
+        ]
+        return SourceBatch(parsed.frame, parsed.positions, unreadable, size)
+    records: list[dict[str, Any]] = []
+    positions: list[str] = []
+    unreadables: list[Unreadable] = []
+    for message_id, fields in entries:
+        decoded = decode_entry(message_id, fields, field)
+        if isinstance(decoded, Unreadable):
+            unreadables.append(decoded)
+        else:
+            records.append(decoded)
+            positions.append(message_id)
+    return SourceBatch(records_to_frame(records), positions, unreadables, size)
+
+
+def _again(unreadable: Unreadable, fields: Mapping[bytes, bytes], field: str) -> Unreadable:
+    decoded = decode_entry(unreadable.position, fields, field)
+    return decoded if isinstance(decoded, Unreadable) else unreadable
 
 
 def _from_json(message_id: str, value: bytes | str) -> dict[str, Any] | Unreadable:
