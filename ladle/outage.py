@@ -20,7 +20,7 @@ from typing import TypeVar
 import structlog
 
 from ladle.destinations import Destination, connect
-from ladle.errors import DestinationError
+from ladle.errors import DestinationError, LadleError
 from ladle.metrics import Metrics
 
 _T = TypeVar("_T")
@@ -152,3 +152,9 @@ def destination_unavailable(error: BaseException) -> bool:
         return False
     # The PostgreSQL destination does not mark its pool's timeout transient (yet).
     return error.transient or type(error.__cause__).__name__ == "PoolTimeout"
+
+
+def describe(error: BaseException) -> str:
+    """An error in one line: ladle's own message, or a bug's type and message."""
+    text = str(error) if isinstance(error, LadleError) else f"{type(error).__name__}: {error}"
+    return " ".join(text.split())

@@ -51,7 +51,7 @@ from ladle.destinations import Destination, LoadTarget
 from ladle.errors import LadleError, SourceError
 from ladle.ledger import SUCCEEDED, RunEntry
 from ladle.metrics import Metrics
-from ladle.outage import Patience, PatientDestination, Stopped
+from ladle.outage import Patience, PatientDestination, Stopped, describe
 from ladle.pipeline import (
     Pipeline,
     build_steps,
@@ -524,12 +524,6 @@ class Worker:
         self.metrics.records_in.labels(self.res.name).inc(len(entries))
         self.metrics.records_quarantined.labels(self.res.name).inc(len(entries))
         self.metrics.records_dead_lettered.labels(self.res.name).inc(len(entries))
-
-
-def describe(error: BaseException) -> str:
-    """An error in one line: ladle's own message, or a bug's type and message."""
-    text = str(error) if isinstance(error, LadleError) else f"{type(error).__name__}: {error}"
-    return " ".join(text.split())
 
 
 def _stream_resource(config: PipelineConfig, name: str | None) -> Resource:
