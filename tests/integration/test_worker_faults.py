@@ -297,6 +297,75 @@ def test_an_error_that_is_no_ladle_error_is_isolated_too(
     assert counts.balanced
 
 
+def test_entries_delivered_too_often_load_alone_and_only_a_repeat_killer_is_dead_lettered(
+    tmp_path: Path, duckdb_url: str, redis_url: str, redis_stream_key: str, client: redis.Redis
+) -> None:
+    """Entries that Redis delivered past max_deliveries (their workers died) are not
+    dead-lettered for that: each loads alone. Only one that was alone in hand at
+    max_deliveries deaths (counted by ladle) is dead-lettered, unloaded."""
+    ids = _add(client, redis_stream_key, [{"id": i, "amount": 1.0} for i in range(10)])
+    client.xgroup_create(redis_stream_key, "loaders", id="0")
+    client.xreadgroup("loaders", "ghost", {redis_stream_key: ">"})
+    for _ in range(3):  # three more workers took them over and died; this one is the 5th
+        client.xclaim(redis_stream_key, "loaders", "ghost", 0, list(ids))
+    attempts = f"{redis_stream_key}:loaders:attempts"
+    client.hset(attempts, ids[3], 2)  # twice alone in hand when a worker died
+    path = _pipeline(
+        tmp_path,
+        destination=duckdb_url,
+        redis_url=redis_url,
+        stream=redis_stream_key,
+        batch_size=100,
+        claim_idle_ms=100,
+    )
+    time.sleep(0.2)
+    entry = Worker(Pipeline.from_yaml(path), WorkerOptions(idle_exit_s=1)).run()
+    (dead,) = _dead_letters(client, redis_stream_key)
+    assert (dead["id"], dead["reason"]) == (ids[3], "poison")
+    assert json.loads(dead["errors"])[0]["message"] == (
+        "delivered 5 times; a worker stopped while it was loading this entry alone 2 times"
+    )
+    assert sorted(r["id"] for r in _rows(duckdb_url, "payments")) == [
+        i for i in range(10) if i != 3
+    ]
+    assert client.exists(attempts) == 0
+    counts = entry.counts
+    assert (counts.fetched, counts.inserted, counts.quarantined) == (10, 9, 1)
+    assert counts.balanced
+
+
+def test_an_entry_that_is_not_utf8_is_quarantined_with_a_message_for_streams(
+    tmp_path: Path, duckdb_url: str, redis_url: str, redis_stream_key: str, client: redis.Redis
+) -> None:
+    """Bad bytes in an entry's JSON: the message asks for UTF-8 from the producer (there is
+    no file whose `encoding:` to set); the ledger counts the entries' bytes."""
+    client.xadd(redis_stream_key, {"data": b'{"id": 1, "amount": 2.5}'})
+    added = client.xadd(redis_stream_key, {"data": b'{"id": 2, "note": "caf\xe9"}'})
+    bad = added.decode() if isinstance(added, bytes) else added
+    path = _pipeline(
+        tmp_path,
+        destination=duckdb_url,
+        redis_url=redis_url,
+        stream=redis_stream_key,
+        batch_size=100,
+    )
+    entry = Worker(Pipeline.from_yaml(path), WorkerOptions(idle_exit_s=0.5)).run()
+    (quarantined,) = _rows(duckdb_url, QUARANTINE.name)
+    assert quarantined["position"] == bad
+    assert json.loads(quarantined["errors"]) == [
+        {
+            "field": None,
+            "rule": "encoding",
+            "value": None,
+            "message": "cannot decode byte 0xe9 as UTF-8; a stream entry must be UTF-8: "
+            "fix its producer",
+        }
+    ]
+    size = len(b'data{"id": 1, "amount": 2.5}') + len(b'data{"id": 2, "note": "caf\xe9"}')
+    (ledger,) = _rows(duckdb_url, RUNS.name)
+    assert ledger["bytes_read"] == entry.counts.bytes_read == size
+
+
 # ---------------------------------------------------------------- a destination outage
 
 
