@@ -55,6 +55,8 @@ resources:
     steps:{steps}
 """
 
+WAITING = "waiting for the destination; the batch in hand stays with this worker"
+
 PLUGIN = '''\
 import polars as pl
 
@@ -424,15 +426,7 @@ def test_a_long_destination_outage_dead_letters_nothing(
             _add(client, redis_stream_key, [{"id": i, "amount": 2.0} for i in range(1000, 3000)])
             retries = 25
             _until(
-                lambda: all(
-                    len(
-                        w.events(
-                            "waiting for the destination; the batch in hand stays with this worker"
-                        )
-                    )
-                    >= retries
-                    for w in workers
-                ),
+                lambda: all(len(w.events(WAITING)) >= retries for w in workers),
                 timeout=120,
                 what=f"{retries} retries by each worker",
             )
@@ -440,6 +434,7 @@ def test_a_long_destination_outage_dead_letters_nothing(
             assert all(w.alive for w in workers)
             pending = client.xpending_range(redis_stream_key, "loaders", "-", "+", 10_000)
             assert pending, "the workers hold batches"
+            assert {p["consumer"] for p in pending} == {b"a", b"b"}, "each holds a batch"
             assert {int(p["times_delivered"]) for p in pending} == {1}
             assert all(_metric(p, "ladle_destination_up") == 0 for p in metrics_ports)
             assert all(
@@ -467,4 +462,11 @@ def test_a_long_destination_outage_dead_letters_nothing(
     assert sum(row["fetched"] for row in ledger) == 3000
     assert sum(row["inserted"] for row in ledger) == 3000
     assert sum(row["quarantined"] for row in ledger) == 0
+    waits = workers[0].events(WAITING)
+    back = [
+        *workers[0].events("reconnected to the destination"),
+        *workers[0].events("the destination is back"),
+    ]
     print(f"outage: {outage:.1f} s, {retries}+ retries per worker")
+    for line in [*waits[:2], waits[-1], *back]:
+        print(json.dumps(line))
