@@ -160,11 +160,17 @@ class _Worker:
             self.process.stderr.close()
 
 
-def _until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+def _until(
+    condition: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    detail: Callable[[], str] = str,
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+            pytest.fail(f"timed out after {timeout} s waiting for {what} {detail()}")
         time.sleep(0.1)
 
 
@@ -429,6 +435,7 @@ def test_a_long_destination_outage_dead_letters_nothing(
                 lambda: all(len(w.events(WAITING)) >= retries for w in workers),
                 timeout=120,
                 what=f"{retries} retries by each worker",
+                detail=lambda: str([(len(w.events(WAITING)), w.log[-3:]) for w in workers]),
             )
             outage = time.monotonic() - started
             assert all(w.alive for w in workers)
