@@ -71,6 +71,24 @@ class Metrics:
             _RESOURCE,
             registry=registry,
         )
+        self.destination_up = Gauge(
+            "ladle_destination_up",
+            "1 when the worker's last attempt to reach the destination worked, 0 while it waits.",
+            _RESOURCE,
+            registry=registry,
+        )
+        self.destination_retries = Counter(
+            "ladle_destination_retries",
+            "Attempts that found the destination unavailable (each followed by a wait).",
+            _RESOURCE,
+            registry=registry,
+        )
+        self.batch_splits = Counter(
+            "ladle_batch_splits",
+            "Batches split in two because processing or loading them raised.",
+            _RESOURCE,
+            registry=registry,
+        )
 
     def render(self) -> tuple[bytes, str]:
         """The metrics in Prometheus' text format, and the content type to serve them with."""

@@ -18,15 +18,18 @@ import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import polars as pl
 import structlog
 
-from ladle.batch import Counts, SourceBatch, Unreadable
+from ladle.batch import ROW, Counts, SourceBatch, Unreadable
 from ladle.config import Resource, WriteMode
 from ladle.destinations import Destination, Load, LoadTarget, connect
 from ladle.errors import LadleError
 from ladle.ledger import FAILED, RUNNING, RUNS, SUCCEEDED, RunEntry
+from ladle.outage import describe, destination_unavailable
 from ladle.pipeline import (
     Pipeline,
     ResourceResult,
@@ -40,7 +43,7 @@ from ladle.pipeline import (
     run_entry,
     sequenced,
 )
-from ladle.quarantine import QUARANTINE
+from ladle.quarantine import QUARANTINE, rows_from_unreadable
 from ladle.redact import mask
 from ladle.sources.flatten import ColumnClash, records_to_frame
 from ladle.steps import FinishingStep, Step
@@ -203,28 +206,116 @@ def _load(
     *,
     run_id: str,
 ) -> int:
-    """Steps over the records batch by batch, survivors staged, failures re-quarantined."""
+    """Steps over the records batch by batch, survivors staged, failures re-quarantined.
+
+    A record that makes a step raise is found by splitting its batch and stays in
+    quarantine (under this replay, rule ``poison``, with the error); the others go on.
+    When every record raises, the steps are at fault, not the records: the replay fails.
+    """
     counts = entry.counts
     seq = ready = 0
+    originals = {row["position"]: row for row in rows}
+    failed: list[tuple[str, BaseException]] = []
     for batch in _batches(rows, res.spec.batch_size):
-        frame, quarantined, deduplicated = process_batch(res, steps, batch)
-        if res.source_type == "redis_stream" and res.spec.write is WriteMode.APPEND:
-            from ladle.worker import with_message_ids
+        for piece in _isolated(res, steps, batch, failed):
+            frame, quarantined, deduplicated = piece.processed
+            if res.source_type == "redis_stream" and res.spec.write is WriteMode.APPEND:
+                from ladle.worker import with_message_ids
 
-            frame = with_message_ids(frame, batch)
-        counts.fetched += batch.fetched
-        counts.deduplicated += deduplicated
-        counts.quarantined += quarantined.height
-        staged = sequenced(frame, seq)
-        seq += batch.frame.height
-        ready += staged.height
-        load.stage(staged)
-        load.write_quarantine(quarantined, run_id=run_id, resource=res.name)
+                frame = with_message_ids(frame, piece.batch)
+            counts.fetched += piece.batch.fetched
+            counts.deduplicated += deduplicated
+            counts.quarantined += quarantined.height
+            staged = sequenced(frame, seq)
+            seq += piece.batch.frame.height
+            ready += staged.height
+            load.stage(staged)
+            load.write_quarantine(quarantined, run_id=run_id, resource=res.name)
+    if failed and len(failed) == sum(1 for r in rows if not isinstance(_record_of(r), Unreadable)):
+        raise failed[0][1]
+    _quarantine_failed(res, failed, originals, load, counts, run_id=run_id)
     for _, step in steps:
         if isinstance(step, FinishingStep):
             step.finish()
     finish_load(load, counts, res.name)
     return ready
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Part of a batch that went through the steps, with what they made of it."""
+
+    batch: SourceBatch
+    processed: tuple[pl.DataFrame, pl.DataFrame, int]
+
+
+def _isolated(
+    res: Resource,
+    steps: list[tuple[str, Step]],
+    batch: SourceBatch,
+    failed: list[tuple[str, BaseException]],
+) -> list[_Piece]:
+    """The batch through the steps; if they raise, each half in turn, down to the single
+    records that raise (added to ``failed`` with their error). A destination outage is
+    raised: it says nothing about the records."""
+    try:
+        return [_Piece(batch, process_batch(res, steps, batch))]
+    except Exception as exc:
+        if destination_unavailable(exc):
+            raise
+        height = batch.frame.height
+        if height <= 1 and not batch.unreadable:
+            failed.extend((position, exc) for position in batch.positions)
+            return []
+        half = max(height // 2, 1)
+        parts = [
+            SourceBatch(batch.frame.clear(), [], batch.unreadable),
+            SourceBatch(batch.frame.head(half), batch.positions[:half]),
+            SourceBatch(batch.frame.slice(half), batch.positions[half:]),
+        ]
+        log.warning(
+            "replay batch failed; splitting it to isolate the records that fail",
+            resource=res.name,
+            records=height,
+            error=describe(exc),
+        )
+        pieces = [_Piece(parts[0], _unreadable_only(parts[0]))] if batch.unreadable else []
+        for part in parts[1:]:
+            if part.frame.height:
+                pieces += _isolated(res, steps, part, failed)
+        return pieces
+
+
+def _unreadable_only(batch: SourceBatch) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """What process_batch makes of a batch of unreadable records only, without the steps."""
+    return (
+        pl.DataFrame({ROW: []}, schema={ROW: pl.Int64}),
+        rows_from_unreadable(batch.unreadable),
+        0,
+    )
+
+
+def _quarantine_failed(
+    res: Resource,
+    failed: list[tuple[str, BaseException]],
+    originals: Mapping[str, Mapping[str, Any]],
+    load: Load,
+    counts: Counts,
+    *,
+    run_id: str,
+) -> None:
+    """The records that raised alone: quarantined again, as they were stored, with the error."""
+    if not failed:
+        return
+    unreadable = []
+    for position, error in failed:
+        record = _record_of(originals[position])
+        text = json.dumps(record) if isinstance(record, dict) else record.raw
+        unreadable.append(Unreadable(position, text, describe(error), rule="poison"))
+        log.warning("record failed; it stays quarantined", resource=res.name, position=position)
+    load.write_quarantine(rows_from_unreadable(unreadable), run_id=run_id, resource=res.name)
+    counts.fetched += len(failed)
+    counts.quarantined += len(failed)
 
 
 def _discard(load: Load, res: Resource, rows: list[dict[str, Any]], *, of: str) -> None:

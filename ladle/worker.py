@@ -8,10 +8,25 @@ and acknowledgement redelivers the batch; the load makes that harmless: a merge 
 primary key, or for ``write: append`` a merge on the entry's id, kept in
 ``_ladle_message_id``, so a redelivered entry inserts nothing.
 
-An entry whose processing raises (not a validation failure: those are quarantined) is
-retried alone; it stays pending until it has been delivered ``max_deliveries`` times,
-then it goes to the dead-letter stream with the error, so it never blocks the group.
-A destination that is down is different: the batch stays pending and the worker waits.
+Two kinds of failure are told apart, because they need opposite answers:
+
+- **The destination is unavailable** (a lost or refused connection, no connection in
+  time): the worker keeps the batch in hand and retries it itself, waiting 0.5 s, 1 s,
+  2 s ... up to ``retry_max_ms``, for as long as it takes. It never goes back to Redis
+  for the batch, so waiting is never counted as a delivery; it keeps the entries its own
+  (``XCLAIM … JUSTID``, which resets their idle time without counting a delivery) so that
+  no other worker claims them meanwhile.
+- **Processing raises** (a step, a plug-in, a value the destination refuses): the batch
+  is split in two and each half tried again, down to single entries, so every entry
+  that can be loaded is, once. An entry that fails alone stays pending and is retried
+  when it is claimed again; once it has been delivered ``max_deliveries`` times it goes
+  to the quarantine (rule ``poison``) and the dead-letter stream with the error. No
+  exception from a batch stops the worker.
+
+An entry that Redis has delivered more than ``max_deliveries`` times without ladle
+seeing it fail (its workers died with it in hand) is loaded on its own, counting the
+attempts in a hash (``<stream>:<group>:attempts``): only an entry that was alone in hand
+``max_deliveries`` times when a worker died is dead-lettered unloaded.
 """
 
 from __future__ import annotations
@@ -22,7 +37,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -32,10 +47,11 @@ import structlog
 
 from ladle.batch import ROW, SourceBatch, Unreadable
 from ladle.config import PipelineConfig, Resource, WriteMode
-from ladle.destinations import Destination, LoadTarget, connect
-from ladle.errors import DestinationError, LadleError, SourceError
+from ladle.destinations import Destination, LoadTarget
+from ladle.errors import LadleError, SourceError
 from ladle.ledger import SUCCEEDED, RunEntry
 from ladle.metrics import Metrics
+from ladle.outage import Patience, PatientDestination, Stopped, describe
 from ladle.pipeline import (
     Pipeline,
     build_steps,
@@ -47,11 +63,9 @@ from ladle.pipeline import (
     sequenced,
 )
 from ladle.quarantine import rows_from_unreadable
-from ladle.sources.flatten import records_to_frame
-from ladle.sources.json_reader import parse_json_texts
 from ladle.sources.redis_stream import (
     RedisStreamOptions,
-    decode_entry,
+    decode_entries,
     ensure_group,
     open_client,
 )
@@ -59,6 +73,7 @@ from ladle.steps import Step
 
 if TYPE_CHECKING:
     import redis
+    from redis.typing import StreamIdT
 
 MESSAGE_ID = "_ladle_message_id"
 """Column holding each row's stream entry id when a stream resource appends."""
@@ -81,14 +96,6 @@ class WorkerOptions:
     """Entries per read; default the resource's ``batch_size``."""
     idle_exit_s: float | None = None
     """Stop after the stream has been empty this long (benchmarks, tests); None: never."""
-
-
-@dataclass
-class _Batch:
-    """Entries read together, with what the worker decided about each."""
-
-    ids: list[str]
-    entries: list[Entry]
 
 
 class Worker:
@@ -124,6 +131,23 @@ class Worker:
         self._stopping = False
         self._signal: str | None = None
         self._seq = 0
+        self._in_hand: list[str] = []
+        self._kept_at = 0.0
+        self.destination = PatientDestination(
+            self.url,
+            base_dir=self.config.base_dir,
+            prepare=self._prepare,
+            metrics=self.metrics,
+            patience=Patience(
+                resource=self.res.name,
+                retry_max_s=self.source.retry_max_ms / 1000,
+                tick_s=self._keep_every,
+                keep=self._keep,
+                stopping=lambda: self._stopping,
+                in_hand=lambda: len(self._in_hand),
+            ),
+        )
+        self._client: redis.Redis | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -133,26 +157,35 @@ class Worker:
 
     def run(self) -> RunEntry:
         """Consume until stopped; return this session's ledger row (running totals)."""
-        client = open_client(self.source.url)
-        destination = connect(self.url, base_dir=self.config.base_dir)
+        self._client = client = open_client(self.source.url)
         try:
-            self.steps = build_steps(self.config, self.res, destination)
-            self.target = stream_target(load_target(self.config, self.res, self.steps), self.res)
+            destination = self.destination.connected()
             ensure_group(client, self.source)
             destination.record_run(self.entry)
             log.info("worker started", resource=self.res.name, consumer=self.consumer)
-            self._loop(client, destination)
-            if self._signal is not None:
-                log.info("stopped by a signal after the batch in hand", signal=self._signal)
-            self.entry.status = SUCCEEDED
-            self.entry.finished_at = _now()
-            self.entry.peak_memory_mb = peak_memory_mb()
-            destination.record_run(self.entry)
-            log.info("worker stopped", resource=self.res.name, **vars(self.entry.counts))
+            try:
+                self._loop(client)
+                self._finish()
+            except Stopped:
+                log.warning(
+                    "stopped while waiting for the destination; the batch in hand stays "
+                    "pending for another worker",
+                    signal=self._signal,
+                    entries=len(self._in_hand),
+                )
             return self.entry
         finally:
-            destination.close()
+            self.destination.close()
             client.close()
+
+    def _finish(self) -> None:
+        if self._signal is not None:
+            log.info("stopped by a signal after the batch in hand", signal=self._signal)
+        self.entry.status = SUCCEEDED
+        self.entry.finished_at = _now()
+        self.entry.peak_memory_mb = peak_memory_mb()
+        self.destination.attempt(lambda destination: destination.record_run(self.entry))
+        log.info("worker stopped", resource=self.res.name, **vars(self.entry.counts))
 
     @contextmanager
     def signals(self) -> Iterator[None]:
@@ -173,7 +206,7 @@ class Worker:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def _loop(self, client: redis.Redis, destination: Destination) -> None:
+    def _loop(self, client: redis.Redis) -> None:
         idle_since = time.monotonic()
         last_claim = 0.0
         while not self._stopping:
@@ -185,7 +218,7 @@ class Worker:
             if not entries:
                 entries = self._read(client)
             if entries:
-                self._handle(client, destination, entries, claimed=claimed)
+                self._handle(client, entries, claimed=claimed)
                 idle_since = time.monotonic()
             elif self._idle_exit(idle_since):
                 break
@@ -198,6 +231,40 @@ class Worker:
     def _idle_exit(self, since: float) -> bool:
         limit = self.options.idle_exit_s
         return limit is not None and time.monotonic() - since >= limit
+
+    # ------------------------------------------------------------ the destination
+
+    def _prepare(self, destination: Destination) -> None:
+        """Steps and load target for a (re)connected destination (fk and lookup read it)."""
+        self.steps = build_steps(self.config, self.res, destination)
+        self.target = stream_target(load_target(self.config, self.res, self.steps), self.res)
+
+    @property
+    def _keep_every(self) -> float:
+        return max(self.source.claim_idle_ms / 3000, 0.05)
+
+    def _keep(self) -> None:
+        """Reset the idle time of the entries in hand (best effort) so no worker claims them
+        while this one waits for the destination or bisects a batch.
+
+        ``XCLAIM … JUSTID`` does not count a delivery (``XREADGROUP`` with id ``0`` does,
+        as of Redis 7).
+        """
+        import redis
+
+        self._kept_at = time.monotonic()
+        if not self._in_hand or self._client is None:
+            return
+        ids: list[StreamIdT] = [*self._in_hand]
+        with suppress(redis.RedisError):
+            self._client.xclaim(
+                self.source.stream,
+                self.source.group,
+                self.consumer,
+                min_idle_time=0,
+                message_ids=ids,
+                justid=True,
+            )
 
     # ------------------------------------------------------------ reading
 
@@ -249,58 +316,6 @@ class Worker:
                 self.metrics.consumer_lag.labels(self.res.name).set(group.get("lag") or 0)
                 self.metrics.pending.labels(self.res.name).set(group.get("pending") or 0)
 
-    # ------------------------------------------------------------ processing
-
-    def _handle(
-        self, client: redis.Redis, destination: Destination, entries: list[Entry], *, claimed: bool
-    ) -> None:
-        """Load a batch; if it raises, load its entries one by one to isolate the poison.
-
-        Entries read for the first time were delivered once; claimed ones are looked up.
-        """
-        deliveries = self._deliveries(client, entries) if claimed else {}
-        poison = [e for e in entries if deliveries.get(e[0], 1) > self.source.max_deliveries]
-        if poison:
-            self._dead_letter_poison(client, destination, poison, "delivered too often")
-            entries = [e for e in entries if e not in poison]
-        if not entries:
-            return
-        started = time.monotonic()
-        try:
-            self._load(client, destination, entries)
-        except DestinationError as exc:
-            if exc.transient:
-                log.warning("destination unavailable; the batch stays pending", error=str(exc))
-                time.sleep(1.0)
-                return
-            self._isolate(client, destination, entries, deliveries, exc)
-        except LadleError as exc:
-            self._isolate(client, destination, entries, deliveries, exc)
-        self.metrics.batch_seconds.labels(self.res.name).observe(time.monotonic() - started)
-
-    def _isolate(
-        self,
-        client: redis.Redis,
-        destination: Destination,
-        entries: list[Entry],
-        deliveries: dict[str, int],
-        error: LadleError,
-    ) -> None:
-        if len(entries) == 1:
-            message_id = entries[0][0]
-            count = deliveries.get(message_id, 1)
-            log.warning("entry failed", id=message_id, deliveries=count, error=str(error))
-            if count >= self.source.max_deliveries:
-                reason = f"failed {count} times; last error: {error}"
-                self._dead_letter_poison(client, destination, entries, reason)
-            return
-        log.warning("batch failed; loading its entries one by one", error=str(error))
-        for entry in entries:
-            try:
-                self._load(client, destination, [entry])
-            except LadleError as exc:
-                self._isolate(client, destination, [entry], deliveries, exc)
-
     def _deliveries(self, client: redis.Redis, entries: list[Entry]) -> dict[str, int]:
         """How often each entry has been delivered (only entries read before are looked up)."""
         ids = [i for i, _ in entries]
@@ -320,9 +335,106 @@ class Worker:
         counts = {_text(bytes(r["message_id"])): int(r["times_delivered"]) for r in reply}
         return {i: c for i, c in counts.items() if i in wanted}
 
-    def _load(self, client: redis.Redis, destination: Destination, entries: list[Entry]) -> None:
-        """Steps, one transaction (data, quarantine, ledger), then dead letters and ack."""
-        batch = self._decode(entries)
+    # ------------------------------------------------------------ processing
+
+    def _handle(self, client: redis.Redis, entries: list[Entry], *, claimed: bool) -> None:
+        """Load a batch, isolating the entries whose processing raises.
+
+        Entries read for the first time were delivered once; claimed ones are looked up.
+        """
+        started = self._kept_at = time.monotonic()
+        self._in_hand = [i for i, _ in entries]
+        deliveries = self._deliveries(client, entries) if claimed else {}
+        limit = self.source.max_deliveries
+        suspect = [e for e in entries if deliveries.get(e[0], 1) > limit]
+        if suspect:
+            log.warning(
+                "entries delivered too often; loading each on its own",
+                resource=self.res.name,
+                ids=[i for i, _ in suspect],
+            )
+        self._attempt(client, [e for e in entries if deliveries.get(e[0], 1) <= limit], deliveries)
+        for entry in suspect:
+            self._attempt_alone(client, entry, deliveries)
+        self._in_hand = []
+        self.metrics.batch_seconds.labels(self.res.name).observe(time.monotonic() - started)
+
+    def _attempt(
+        self, client: redis.Redis, entries: list[Entry], deliveries: dict[str, int]
+    ) -> None:
+        """Load ``entries``; if that raises, split them in two and try each half, down to
+        the single entries that fail (bisection: about 2·log2(n) loads for one bad entry)."""
+        if not entries:
+            return
+        if time.monotonic() - self._kept_at >= self._keep_every:
+            self._keep()
+        try:
+            loaded = self.destination.attempt(lambda destination: self._load(destination, entries))
+        except Stopped:
+            raise
+        except Exception as exc:
+            if len(entries) == 1:
+                self._failed(client, entries[0], deliveries, exc)
+                return
+            half = len(entries) // 2
+            log.warning(
+                "batch failed; splitting it to isolate the entries that fail",
+                resource=self.res.name,
+                entries=len(entries),
+                first=entries[0][0],
+                last=entries[-1][0],
+                error=describe(exc),
+            )
+            self.metrics.batch_splits.labels(self.res.name).inc()
+            self._attempt(client, entries[:half], deliveries)
+            self._attempt(client, entries[half:], deliveries)
+            return
+        self._acknowledge(client, [i for i, _ in entries], loaded)
+        log.info("batch loaded", resource=self.res.name, entries=len(entries), last=entries[-1][0])
+
+    def _failed(
+        self, client: redis.Redis, entry: Entry, deliveries: dict[str, int], error: Exception
+    ) -> None:
+        """An entry that fails alone: pending until its ``max_deliveries``-th delivery fails."""
+        message_id = entry[0]
+        count = deliveries.get(message_id, 1)
+        if count >= self.source.max_deliveries:
+            reason = f"failed {count} times; last error: {describe(error)}"
+            self._dead_letter_poison(client, [entry], reason)
+            return
+        log.warning(
+            "entry failed; it stays pending and is retried when claimed again",
+            resource=self.res.name,
+            id=message_id,
+            deliveries=count,
+            max_deliveries=self.source.max_deliveries,
+            error=describe(error),
+        )
+
+    def _attempt_alone(self, client: redis.Redis, entry: Entry, deliveries: dict[str, int]) -> None:
+        """An entry delivered too often: load it alone, counting attempts in ladle's terms.
+
+        Redis counts every delivery, also those to workers that died of something else or
+        whose batch another worker took over; ladle counts only the times the entry was
+        alone in hand. Reaching ``max_deliveries`` of those, it is dead-lettered unloaded.
+        """
+        key, message_id = self.source.attempts_key, entry[0]
+        tries = int(
+            _redis("counting attempts", self.source, lambda: client.hincrby(key, message_id))
+        )
+        if tries > self.source.max_deliveries:
+            reason = (
+                f"delivered {deliveries.get(message_id)} times; a worker stopped while it was "
+                f"loading this entry alone {tries - 1} times"
+            )
+            self._dead_letter_poison(client, [entry], reason)
+        else:
+            self._attempt(client, [entry], deliveries)
+        _redis("counting attempts", self.source, lambda: client.hdel(key, message_id))
+
+    def _load(self, destination: Destination, entries: list[Entry]) -> pl.DataFrame:
+        """Steps, then one transaction (data, quarantine, ledger); the quarantined rows."""
+        batch = decode_entries(entries, self.source.field)
         frame, quarantined, deduplicated = process_batch(self.res, self.steps, batch)
         if self.res.spec.write is WriteMode.APPEND:
             frame = with_message_ids(frame, batch)
@@ -331,6 +443,7 @@ class Worker:
         counts.fetched += batch.fetched
         counts.deduplicated += deduplicated
         counts.quarantined += quarantined.height
+        counts.bytes_read += batch.bytes_read
         load = destination.begin(self.target)
         try:
             load.stage(staged)
@@ -339,37 +452,17 @@ class Worker:
             load.write_ledger(replace(self.entry, counts=counts))
             load.commit()
         except BaseException:
-            load.rollback()
+            with suppress(Exception):
+                load.rollback()
             raise
         self._seq += len(entries)
         self.entry.counts = counts
-        self._acknowledge(client, [i for i, _ in entries], quarantined)
-        log.info("batch loaded", resource=self.res.name, entries=len(entries), last=entries[-1][0])
         m, name = self.metrics, self.res.name
         m.records_in.labels(name).inc(batch.fetched)
         m.records_loaded.labels(name).inc(staged.height)
         m.records_quarantined.labels(name).inc(quarantined.height)
         m.records_dead_lettered.labels(name).inc(quarantined.height)
-
-    def _decode(self, entries: list[Entry]) -> SourceBatch:
-        """Entries to a batch whose positions are the entry ids; the JSON path is vectorized."""
-        field = self.source.field.encode()
-        ids = [i for i, _ in entries]
-        if all(field in fields for _, fields in entries):
-            batch = parse_json_texts([fields[field] for _, fields in entries], ids)
-        else:
-            records: list[dict[str, Any]] = []
-            positions: list[str] = []
-            unreadable: list[Unreadable] = []
-            for message_id, fields in entries:
-                decoded = decode_entry(message_id, fields, self.source.field)
-                if isinstance(decoded, Unreadable):
-                    unreadable.append(decoded)
-                else:
-                    records.append(decoded)
-                    positions.append(message_id)
-            batch = SourceBatch(records_to_frame(records), positions, unreadable)
-        return batch
+        return quarantined
 
     def _acknowledge(
         self,
@@ -399,9 +492,7 @@ class Worker:
         pipe.xack(self.source.stream, self.source.group, *ids)
         _redis("acknowledging", self.source, pipe.execute)
 
-    def _dead_letter_poison(
-        self, client: redis.Redis, destination: Destination, entries: list[Entry], reason: str
-    ) -> None:
+    def _dead_letter_poison(self, client: redis.Redis, entries: list[Entry], reason: str) -> None:
         """Entries that cannot be processed: quarantined (the ledger balances), dead-lettered."""
         ids = [i for i, _ in entries]
         unreadable = [
@@ -409,18 +500,25 @@ class Worker:
             for i, fields in entries
         ]
         quarantined = rows_from_unreadable(unreadable)
-        counts = replace(self.entry.counts)
-        counts.fetched += len(entries)
-        counts.quarantined += len(entries)
-        load = destination.begin(self.target)
-        try:
-            load.write_quarantine(quarantined, run_id=self.run_id, resource=self.res.name)
-            load.write_ledger(replace(self.entry, counts=counts))
-            load.commit()
-        except BaseException:
-            load.rollback()
-            raise
-        self.entry.counts = counts
+        size = sum(len(k) + len(v) for _, fields in entries for k, v in fields.items())
+
+        def record(destination: Destination) -> None:
+            counts = replace(self.entry.counts)
+            counts.fetched += len(entries)
+            counts.quarantined += len(entries)
+            counts.bytes_read += size
+            load = destination.begin(self.target)
+            try:
+                load.write_quarantine(quarantined, run_id=self.run_id, resource=self.res.name)
+                load.write_ledger(replace(self.entry, counts=counts))
+                load.commit()
+            except BaseException:
+                with suppress(Exception):
+                    load.rollback()
+                raise
+            self.entry.counts = counts
+
+        self.destination.attempt(record)
         log.warning("dead-lettered", resource=self.res.name, ids=ids, reason=reason)
         self._acknowledge(client, ids, quarantined, reason="poison")
         self.metrics.records_in.labels(self.res.name).inc(len(entries))

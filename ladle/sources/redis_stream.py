@@ -11,7 +11,7 @@ Redis errors are translated here into :class:`~ladle.errors.SourceError`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -20,8 +20,8 @@ from ladle.batch import SourceBatch, Unreadable
 from ladle.errors import SourceError
 from ladle.redact import mask
 from ladle.sources import SourceContext
-from ladle.sources.flatten import to_json_text
-from ladle.sources.json_reader import not_an_object
+from ladle.sources.flatten import records_to_frame, to_json_text
+from ladle.sources.json_reader import not_an_object, parse_json_texts
 
 if TYPE_CHECKING:
     import redis
@@ -57,6 +57,9 @@ class RedisStreamOptions(BaseModel):
     """Entries pending this long with a consumer are claimed by another (XAUTOCLAIM)."""
     dead_letter: str | None = None
     """Stream that receives entries which cannot be loaded; default ``<stream>:dlq``."""
+    retry_max_ms: int = Field(default=30_000, ge=1)
+    """While the destination is down, a worker retries its batch with waits that double from
+    0.5 s up to this many milliseconds; it never gives up."""
 
     @field_validator("url")
     @classmethod
@@ -72,6 +75,12 @@ class RedisStreamOptions(BaseModel):
     def dead_letter_stream(self) -> str:
         """The dead-letter stream's key: ``dead_letter`` or ``<stream>:dlq``."""
         return self.dead_letter or f"{self.stream}:dlq"
+
+    @property
+    def attempts_key(self) -> str:
+        """A hash of the entries that a worker is loading on their own because Redis delivered
+        them more than ``max_deliveries`` times: entry id -> attempts, in ladle's terms."""
+        return f"{self.stream}:{self.group}:attempts"
 
 
 class RedisStreamSource:
@@ -149,6 +158,38 @@ def decode_entry(message_id: str, fields: EntryFields, field: str) -> dict[str, 
         return Unreadable(message_id, raw, _bad_bytes(exc), rule="encoding")
 
 
+def decode_entries(entries: Sequence[tuple[str, Mapping[bytes, bytes]]], field: str) -> SourceBatch:
+    """Entries (id, fields) to a batch whose positions are the entry ids, with the bytes
+    they hold; when every entry has ``field``, its JSON is parsed in one Polars call."""
+    key = field.encode()
+    ids = [i for i, _ in entries]
+    size = sum(len(k) + len(v) for _, fields in entries for k, v in fields.items())
+    if all(key in fields for _, fields in entries):
+        parsed = parse_json_texts([fields[key] for _, fields in entries], ids)
+        # The JSON reader's advice for bad bytes is about files: say it for a stream.
+        unreadable = [
+            _again(u, entries[ids.index(u.position)][1], field) if u.rule == "encoding" else u
+            for u in parsed.unreadable
+        ]
+        return SourceBatch(parsed.frame, parsed.positions, unreadable, size)
+    records: list[dict[str, Any]] = []
+    positions: list[str] = []
+    unreadables: list[Unreadable] = []
+    for message_id, fields in entries:
+        decoded = decode_entry(message_id, fields, field)
+        if isinstance(decoded, Unreadable):
+            unreadables.append(decoded)
+        else:
+            records.append(decoded)
+            positions.append(message_id)
+    return SourceBatch(records_to_frame(records), positions, unreadables, size)
+
+
+def _again(unreadable: Unreadable, fields: Mapping[bytes, bytes], field: str) -> Unreadable:
+    decoded = decode_entry(unreadable.position, fields, field)
+    return decoded if isinstance(decoded, Unreadable) else unreadable
+
+
 def _from_json(message_id: str, value: bytes | str) -> dict[str, Any] | Unreadable:
     try:
         raw = _decoded(value)
@@ -174,4 +215,11 @@ def _text(value: bytes | str) -> str:
 
 
 def _bad_bytes(exc: UnicodeDecodeError) -> str:
-    return f"cannot decode byte 0x{exc.object[exc.start]:02x} as UTF-8; entries must be UTF-8"
+    return bad_bytes_message(exc.object[exc.start])
+
+
+def bad_bytes_message(byte: int) -> str:
+    """What to say about an entry that is not UTF-8: the producer must send UTF-8."""
+    return (
+        f"cannot decode byte 0x{byte:02x} as UTF-8; a stream entry must be UTF-8: fix its producer"
+    )

@@ -7,9 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from click.testing import CliRunner
 
+import ladle
 from ladle import Pipeline, RunOptions
 from ladle.cli import main
 from ladle.destinations import connect
@@ -126,6 +128,47 @@ def test_replay_of_a_replay_after_a_further_fix(shop: Callable[..., Path], duckd
         f"run '{run_id}' has no quarantined records (left); "
         "`ladle quarantine list` shows the runs that have some"
     )
+
+
+@ladle.step
+def replay_raises(frame: pl.DataFrame, *, order_id: int) -> pl.DataFrame:
+    """A step with a bug that one record triggers: it raises for the whole batch."""
+    if order_id in frame.get_column("order_id").to_list():
+        raise ValueError(f"no exchange rate for order {order_id}")
+    return frame
+
+
+def test_a_record_that_makes_a_step_raise_stays_quarantined_and_the_rest_replays(
+    shop: Callable[..., Path], duckdb_url: str
+) -> None:
+    """A record whose step raises is isolated: it stays quarantined with the error (and
+    replays once the step is fixed); the records around it are replayed."""
+    run_id = _first_run(shop, duckdb_url)
+    path = shop(**FIXED)
+    fixed = path.read_text()
+    path.write_text(fixed + "      - replay_raises: {order_id: 4}\n")
+
+    summary = replay(Pipeline.from_yaml(path), run_id, destination=duckdb_url)
+
+    result = summary.resources[0]
+    assert result.status == "succeeded"
+    c = result.counts
+    assert (c.fetched, c.inserted, c.quarantined) == (5, 2, 3)
+    orders = _read(duckdb_url, "orders", {}, ["order_id"])
+    assert [o["order_id"] for o in orders] == [1, 2, 6]
+    left = _read(duckdb_url, QUARANTINE.name, {"run_id": summary.run_id}, ["position"])
+    errors = {r["position"]: json.loads(r["errors"])[0] for r in left}
+    assert sorted(errors) == ["orders.jsonl:3", "orders.jsonl:4", "orders.jsonl:5"]
+    assert errors["orders.jsonl:4"]["rule"] == "poison"
+    assert errors["orders.jsonl:4"]["message"] == (
+        "resource 'orders', step 'replay_raises': tests.integration.test_replay.replay_raises "
+        "raised ValueError: no exchange rate for order 4"
+    )
+    path.write_text(fixed)
+    again = replay(Pipeline.from_yaml(path), summary.run_id, destination=duckdb_url)
+    c = again.resources[0].counts
+    assert (c.fetched, c.inserted, c.quarantined) == (3, 1, 2)
+    assert [o["amount"] for o in _read(duckdb_url, "orders", {"order_id": 4}, [])] == [3]
 
 
 def test_replay_of_an_unknown_run(shop: Callable[..., Path], duckdb_url: str) -> None:

@@ -135,14 +135,14 @@ def test_decode_bytes_that_are_not_utf8() -> None:
     assert decode_entry("9-0", {b"data": b'{"a": "\xff"}'}, "data") == Unreadable(
         "9-0",
         '{"a": "\\xff"}',
-        "cannot decode byte 0xff as UTF-8; entries must be UTF-8",
+        "cannot decode byte 0xff as UTF-8; a stream entry must be UTF-8: fix its producer",
         rule="encoding",
     )
     flat = decode_entry("9-1", {b"name": b"\xfe"}, "data")
     assert flat == Unreadable(
         "9-1",
         '{"name":"\\\\xfe"}',
-        "cannot decode byte 0xfe as UTF-8; entries must be UTF-8",
+        "cannot decode byte 0xfe as UTF-8; a stream entry must be UTF-8: fix its producer",
         rule="encoding",
     )
 
