@@ -8,7 +8,8 @@ below judge each case from its outcome, its table and its quarantine rows:
 - ``y_`` holding objects: each object loads exactly (an empty object, having no column,
   is quarantined); ``y_`` holding no objects: no row loaded;
 - ``i_`` (either way is allowed): no crash, no hang;
-- JSON Lines: each ``n_``/``y_`` input without a newline as a one-line file, likewise;
+- JSON Lines: each ``n_``/``y_`` input without a newline as a one-line file, likewise,
+  and each such ``n_`` input as the value of a field of a line, refused as well;
 - each ``y_`` input as the value of a field, ``{"value": ...}``: loaded exactly or
   quarantined with a reason, never altered, and the same outcome on DuckDB and PostgreSQL.
 """
@@ -75,8 +76,13 @@ def _cases(prefix: str, select: Callable[[Case], bool] = lambda case: True) -> l
 
 
 def _as_line(case: Case) -> bool:
-    """Whether the input can be one line of a JSON Lines file (no newline; not blank)."""
-    return "\n" not in case.input and "\r" not in case.input and bool(case.input.strip())
+    """Whether the input can be one line of a JSON Lines file: no newline, not blank.
+
+    A byte order mark alone is blank too: JSON Lines strips it, and an empty file holds
+    no record rather than invalid JSON.
+    """
+    one_line = "\n" not in case.input and "\r" not in case.input
+    return one_line and bool(case.input.lstrip("\ufeff").strip())
 
 
 def _holds_objects(value: Any) -> bool:
@@ -186,20 +192,31 @@ def _plan(base: Path, *, exactness_only: bool) -> _Plan:
             refused_lines.append(case)
     values = [c for c in _suite() if c.name.startswith("y_")]
     _group_lines(plan, refused_lines)
+    if not exactness_only:
+        invalid = [c for c in _suite() if c.name.startswith("n_") and _as_line(c)]
+        _group_lines(plan, invalid, "nvalue")
     _group_files(plan, objectless)
     _group_values(plan, values)
     return plan
 
 
-def _group_lines(plan: _Plan, cases: list[Case]) -> None:
-    """Lines that are all to be quarantined, as one JSON Lines file: the line names the case."""
+def _group_lines(plan: _Plan, cases: list[Case], kind: str = "jsonl") -> None:
+    """Lines that are all to be quarantined, as one JSON Lines file: the line names the case.
+
+    ``kind`` ``nvalue``: each input as the value of a field, ``{"case": STEM, "v": ...}``.
+    """
     if not cases:
         return
+    line = _value_line if kind == "nvalue" else (lambda case: case.input)
     alone = {
-        _resource("jsonl", c): plan.write(f"jsonl/{c.stem}.jsonl", c.input, "jsonl") for c in cases
+        _resource(kind, c): plan.write(f"{kind}/{c.stem}.jsonl", line(c), "jsonl") for c in cases
     }
-    text = "".join(c.input + "\n" for c in cases)
-    plan.group("jsonl_lines", plan.write("jsonl/lines.jsonl", text, "jsonl"), alone)
+    text = "".join(line(c) + "\n" for c in cases)
+    plan.group(f"{kind}_lines", plan.write(f"{kind}/lines.jsonl", text, "jsonl"), alone)
+
+
+def _value_line(case: Case) -> str:
+    return f'{{"case": {json.dumps(case.stem)}, "v": {case.input}}}'
 
 
 def _group_files(plan: _Plan, cases: list[Case]) -> None:
@@ -274,7 +291,7 @@ def _run_suite(base: Path, url: str, *, exactness_only: bool) -> SuiteRun:
 
 def _is_member(group: str, position: str, case: Case, order: int) -> bool:
     """Whether a group's quarantine position is the case's: its line, file, or record."""
-    if group == "jsonl_lines":
+    if group.endswith("_lines"):
         return position.endswith(f"lines.jsonl:{order + 1}")
     if group == "json_objectless":
         return position.startswith(f"objectless/{case.name}#")
@@ -423,6 +440,12 @@ def test_i_file_neither_crashes_nor_hangs(case: Case, on_duckdb: SuiteRun) -> No
 def test_n_line_is_refused_with_its_position(case: Case, on_duckdb: SuiteRun) -> None:
     """An invalid JSON line is refused with its file, line and column; nothing loads."""
     _assert_refused(on_duckdb["jsonl", case], f"{case.stem}.jsonl")
+
+
+@pytest.mark.parametrize("case", _cases("n_", _as_line))
+def test_n_value_in_a_line_is_refused_with_its_position(case: Case, on_duckdb: SuiteRun) -> None:
+    """``{"case": ..., "v": <n_ input>}`` as a JSON line is refused too: nothing loads."""
+    _assert_refused(on_duckdb["nvalue", case], f"{case.stem}.jsonl")
 
 
 @pytest.mark.parametrize("case", _cases("y_", _as_line))
