@@ -53,6 +53,7 @@ from ladle.ledger import SUCCEEDED, RunEntry
 from ladle.metrics import Metrics
 from ladle.outage import Patience, PatientDestination, Stopped, describe
 from ladle.pipeline import (
+    ColumnNames,
     Pipeline,
     build_steps,
     finish_load,
@@ -131,6 +132,9 @@ class Worker:
         self._stopping = False
         self._signal: str | None = None
         self._seq = 0
+        self._names = ColumnNames()
+        """Stored column names, fixed for the worker's session: a later entry lacking a
+        column cannot shift the others'; each made-up name is logged once."""
         self._in_hand: list[str] = []
         self._kept_at = 0.0
         self.destination = PatientDestination(
@@ -435,7 +439,12 @@ class Worker:
     def _load(self, destination: Destination, entries: list[Entry]) -> pl.DataFrame:
         """Steps, then one transaction (data, quarantine, ledger); the quarantined rows."""
         batch = decode_entries(entries, self.source.field)
-        frame, quarantined, deduplicated = process_batch(self.res, self.steps, batch)
+        told = len(self._names.notices)
+        frame, quarantined, deduplicated = process_batch(
+            self.res, self.steps, batch, names=self._names
+        )
+        for notice in self._names.notices[told:]:
+            log.warning(notice, resource=self.res.name)
         if self.res.spec.write is WriteMode.APPEND:
             frame = with_message_ids(frame, batch)
         staged = sequenced(frame, self._seq)

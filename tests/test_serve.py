@@ -424,9 +424,9 @@ def test_an_integer_out_of_bigint_range_is_400(serve: Serve) -> None:
             {
                 "record": 0,
                 "field": "ticket_id",
-                "rule": "type",
+                "rule": "range",
                 "value": "1180591620717411303424",
-                "message": "cannot parse '1180591620717411303424' as bigint",
+                "message": "'1180591620717411303424' is out of range for bigint",
             }
         ]
     }

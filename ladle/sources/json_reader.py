@@ -329,11 +329,16 @@ def _parse_line(line: bytes, position: str) -> dict[str, Any] | Unreadable:
         return Unreadable(position, raw, message, rule="encoding")
     raw = text.rstrip("\r\n")
     try:
-        value = json.loads(raw, parse_float=Decimal, parse_constant=_refuse_constant)
+        value = json.loads(
+            raw,
+            parse_float=Decimal,
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_first_value_wins,
+        )
     except json.JSONDecodeError as exc:
         return Unreadable(position, raw, f"invalid JSON: {exc.msg} (column {exc.colno})")
     except _NotJson as exc:
-        return Unreadable(position, raw, f"invalid JSON: {exc}")
+        return Unreadable(position, raw, f"invalid JSON: {exc} (column {_constant_column(raw)})")
     if not isinstance(value, dict):
         return Unreadable(position, raw, not_an_object(value))
     return value
@@ -345,6 +350,27 @@ class _NotJson(ValueError):
 
 def _refuse_constant(name: str) -> Any:
     raise _NotJson(f"{name} is not a JSON value (JSON numbers are finite)")
+
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"?')
+_CONSTANT = re.compile(rb"-?(?:NaN|Infinity)")
+
+
+def _constant_column(raw: str) -> int:
+    """The 1-based column of the first NaN/Infinity outside a string in ``raw``."""
+    data = raw.encode("utf-8")
+    blanked = _STRING.sub(lambda m: b"_" * len(m.group()), data)
+    found = _CONSTANT.search(blanked)
+    return len(data[: found.start()].decode("utf-8", "replace")) + 1 if found else 1
+
+
+def _first_value_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose key repeats keeps its first value, as Polars' fast road does, so a
+    JSON Lines file reads the same whichever road a chunk takes."""
+    record: dict[str, Any] = {}
+    for key, value in pairs:
+        record.setdefault(key, value)
+    return record
 
 
 # Polars reconciles some mixed types silently: it renders an object that shares a field
@@ -571,7 +597,7 @@ class _Document:
         try:
             for _ in ijson.basic_parse(self):
                 pass
-        except ijson.JSONError:
+        except (ijson.JSONError, InvalidOperation):
             before, data = self._last
             if data:
                 return before.describe(data, len(data) - 1)
@@ -659,11 +685,27 @@ class JsonOptions:
     """Where to report what the user should hear (a document that looks mis-aimed)."""
 
 
+def _end_of(document: _Document) -> tuple[int, int]:
+    """Line and column just past the last byte of a document (rewinds before and after)."""
+    document.rewind()
+    line, column = 1, 1
+    while data := document.read(1 << 16):
+        newlines = data.count(b"\n")
+        line += newlines
+        tail = data.rsplit(b"\n", 1)[-1] if newlines else data
+        column = (1 if newlines else column) + len(tail)
+    document.rewind()
+    return line, column
+
+
 def _find_target(document: _Document, name: str, *, records: str | None, resource: str) -> _Target:
     first = document.first_byte()
     if not first:
+        line, column = _end_of(document)
         raise SourceError(
-            "the file is empty; a JSON document needs at least [] or {}", position=name
+            f"the file holds no JSON value (end of file at line {line}, column {column}); "
+            "a JSON document needs at least [] or {}",
+            position=name,
         )
     if records is not None:
         return _path_target(records, name)
@@ -735,7 +777,7 @@ def _find_array_key(document: _Document, name: str, candidates: tuple[str, ...])
                 arrays.add(prefix)
                 if prefix == candidates[0]:
                     break
-    except ijson.JSONError as exc:
+    except (ijson.JSONError, InvalidOperation) as exc:
         raise _invalid(document, name, exc, "") from exc
     return next((key for key in candidates if key in arrays), None)
 
@@ -743,7 +785,10 @@ def _find_array_key(document: _Document, name: str, candidates: tuple[str, ...])
 def _invalid(document: _Document, position: str, exc: Exception, after: str) -> SourceError:
     """The error for a document the parser refused, with the line and column it stopped at."""
     where = document.locate_error()
-    message = _ijson_message(exc)
+    if isinstance(exc, InvalidOperation):
+        message = "a number whose exponent is too large to hold exactly"
+    else:
+        message = _ijson_message(exc)
     if "trailing garbage" in message:
         message += "; for one JSON value per line, use `format: jsonl`"
     return SourceError(f"invalid JSON at {where}{after}: {message}", position=position)
@@ -864,7 +909,7 @@ def _stream_items(
             if budget.full(len(items.records) + len(items.unreadable), now - before):
                 yield items.batch(now - before)
                 before = now
-    except ijson.JSONError as exc:
+    except (ijson.JSONError, InvalidOperation) as exc:
         after = f", after {index} records" if target.label is not None else ""
         raise _invalid(items.document, target.position(name, index), exc, after) from exc
     if items.records or items.unreadable:

@@ -43,6 +43,20 @@ def strict_loads(text: str) -> Any:
     return json.loads(text, parse_float=Decimal, parse_constant=_refuse)
 
 
+def first_wins_loads(text: str) -> Any:
+    """Parse JSON as a JSON Lines record is read: exact numbers, and a repeated key keeps
+    its first value (RFC 8259 leaves repeated names open; ladle's JSON Lines roads agree
+    on the first, JSON documents keep the last, as ijson builds them)."""
+
+    def first(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        record: dict[str, Any] = {}
+        for key, value in pairs:
+            record.setdefault(key, value)
+        return record
+
+    return json.loads(text, parse_float=Decimal, parse_constant=_refuse, object_pairs_hook=first)
+
+
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
     """Columns as ladle names them: nested objects as ``parent__child``, empty objects none."""
     columns: dict[str, Any] = {}

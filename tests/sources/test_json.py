@@ -149,7 +149,10 @@ def test_bytes_undefined_in_the_declared_encoding_name_the_byte(tmp_path: Path) 
 def test_empty_document_is_an_error(tmp_path: Path) -> None:
     """An empty file is not a JSON document, and the message says what would be."""
     message = _error(tmp_path, "x.json", b"  \n")
-    assert message == "x.json: the file is empty; a JSON document needs at least [] or {}"
+    assert message == (
+        "x.json: the file holds no JSON value (end of file at line 2, column 1); "
+        "a JSON document needs at least [] or {}"
+    )
 
 
 @pytest.mark.parametrize(
