@@ -113,7 +113,7 @@ def test_nan_and_infinity_are_not_json(tmp_path: Path, constant: str) -> None:
     (bad,) = batch.unreadable
     assert (bad.position, bad.message) == (
         "t.jsonl:2",
-        f"invalid JSON: {constant} is not a JSON value (JSON numbers are finite)",
+        f"invalid JSON: {constant} is not a JSON value (JSON numbers are finite) (column 7)",
     )
 
 
