@@ -386,11 +386,9 @@ class Worker:
         """
         started = time.monotonic()
         self._in_hand = [i for i, _ in entries]
-        try:
-            with self._keeping():
-                self._handle_in_hand(client, entries, claimed=claimed)
-        finally:
-            self._in_hand = []
+        with self._keeping():
+            self._handle_in_hand(client, entries, claimed=claimed)
+        self._in_hand = []  # still in hand after Stopped: the log line counts them
         self.metrics.batch_seconds.labels(self.res.name).observe(time.monotonic() - started)
 
     def _handle_in_hand(self, client: redis.Redis, entries: list[Entry], *, claimed: bool) -> None:
