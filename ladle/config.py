@@ -107,9 +107,11 @@ class PipelineSpec(BaseModel):
     """The pipeline's name, as the ledger records it: letters, digits, ``_`` and ``-``."""
     destination: str | None = None
     """``duckdb:///relative/path.duckdb`` (``duckdb:////absolute/path.duckdb``; query
-    parameters are DuckDB settings) or ``postgresql://user@host:5432/db?schema=name``;
-    not set: ``duckdb:///<pipeline>.duckdb`` in the working directory. Keep a URL with a
-    password in the environment: ``${DATABASE_URL}``."""
+    parameters are DuckDB settings) or ``postgresql://user@host:5432/db?schema=name``
+    (``?pool_timeout=`` seconds to wait for a pooled connection, default 30; other
+    parameters are libpq's, e.g. ``connect_timeout``, ladle's default 10); not set:
+    ``duckdb:///<pipeline>.duckdb`` in the working directory. Keep a URL with a password
+    in the environment: ``${DATABASE_URL}``."""
     timezone: str = "UTC"
     """IANA zone for naive datetimes cast to ``timestamptz`` (unless a column names its
     own), and the session zone of ``derive`` expressions."""

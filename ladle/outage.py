@@ -40,9 +40,7 @@ class Patience:
     retry_max_s: float
     """The longest wait between two attempts."""
     tick_s: float
-    """How often ``keep`` runs during a wait."""
-    keep: Callable[[], None]
-    """Called every ``tick_s`` while waiting (the worker keeps its entries its own)."""
+    """How often ``stopping`` is asked during a wait."""
     stopping: Callable[[], bool]
     """True when the wait should end with :class:`Stopped`."""
     in_hand: Callable[[], int]
@@ -136,7 +134,6 @@ class PatientDestination:
         p = self._patience
         end = time.monotonic() + seconds
         while not p.stopping():
-            p.keep()
             left = end - time.monotonic()
             if left <= 0:
                 return
@@ -146,12 +143,9 @@ class PatientDestination:
 
 def destination_unavailable(error: BaseException) -> bool:
     """Whether ``error`` says the destination cannot be reached right now: a lost or refused
-    connection, a serialization failure, or a pool that found no live connection in time.
-    Waiting helps then; splitting the batch would not."""
-    if not isinstance(error, DestinationError):
-        return False
-    # The PostgreSQL destination does not mark its pool's timeout transient (yet).
-    return error.transient or type(error.__cause__).__name__ == "PoolTimeout"
+    connection, a serialization failure, or a pool that found no live connection in time
+    (the destinations mark those transient). Waiting helps then; splitting would not."""
+    return isinstance(error, DestinationError) and error.transient
 
 
 def describe(error: BaseException) -> str:

@@ -13,9 +13,10 @@ Two kinds of failure are told apart, because they need opposite answers:
 - **The destination is unavailable** (a lost or refused connection, no connection in
   time): the worker keeps the batch in hand and retries it itself, waiting 0.5 s, 1 s,
   2 s ... up to ``retry_max_ms``, for as long as it takes. It never goes back to Redis
-  for the batch, so waiting is never counted as a delivery; it keeps the entries its own
-  (``XCLAIM … JUSTID``, which resets their idle time without counting a delivery) so that
-  no other worker claims them meanwhile.
+  for the batch, so waiting is never counted as a delivery; while a batch is in hand a
+  thread keeps its entries this worker's (``XCLAIM … JUSTID``, which resets their idle
+  time without counting a delivery), whatever the worker is blocked in, so that no other
+  worker claims them meanwhile.
 - **Processing raises** (a step, a plug-in, a value the destination refuses): the batch
   is split in two and each half tried again, down to single entries, so every entry
   that can be loaded is, once. An entry that fails alone stays pending and is retried
@@ -34,6 +35,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -48,10 +50,16 @@ import structlog
 from ladle.batch import ROW, SourceBatch, Unreadable
 from ladle.config import PipelineConfig, Resource, WriteMode
 from ladle.destinations import Destination, LoadTarget
-from ladle.errors import LadleError, SourceError
+from ladle.errors import DestinationError, LadleError, SourceError
 from ladle.ledger import SUCCEEDED, RunEntry
 from ladle.metrics import Metrics
-from ladle.outage import Patience, PatientDestination, Stopped, describe
+from ladle.outage import (
+    Patience,
+    PatientDestination,
+    Stopped,
+    describe,
+    destination_unavailable,
+)
 from ladle.pipeline import (
     ColumnNames,
     Pipeline,
@@ -136,7 +144,6 @@ class Worker:
         """Stored column names, fixed for the worker's session: a later entry lacking a
         column cannot shift the others'; each made-up name is logged once."""
         self._in_hand: list[str] = []
-        self._kept_at = 0.0
         self.destination = PatientDestination(
             self.url,
             base_dir=self.config.base_dir,
@@ -146,7 +153,6 @@ class Worker:
                 resource=self.res.name,
                 retry_max_s=self.source.retry_max_ms / 1000,
                 tick_s=self._keep_every,
-                keep=self._keep,
                 stopping=lambda: self._stopping,
                 in_hand=lambda: len(self._in_hand),
             ),
@@ -163,7 +169,7 @@ class Worker:
         """Consume until stopped; return this session's ledger row (running totals)."""
         self._client = client = open_client(self.source.url)
         try:
-            destination = self.destination.connected()
+            destination = self._start()
             ensure_group(client, self.source)
             destination.record_run(self.entry)
             log.info("worker started", resource=self.res.name, consumer=self.consumer)
@@ -181,6 +187,20 @@ class Worker:
         finally:
             self.destination.close()
             client.close()
+
+    def _start(self) -> Destination:
+        """The first connection. A destination unavailable at start is an error, not a wait,
+        so that a wrong URL shows at once; the message says so and what to do."""
+        try:
+            return self.destination.connected()
+        except DestinationError as exc:
+            if not destination_unavailable(exc):
+                raise
+            raise DestinationError(
+                f"the worker did not start: {exc}; check that the destination is up and its "
+                "URL right, then start the worker again (a worker waits out an outage once "
+                "connected, not at start, so that a wrong URL shows at once)"
+            ) from exc
 
     def _finish(self) -> None:
         if self._signal is not None:
@@ -247,16 +267,34 @@ class Worker:
     def _keep_every(self) -> float:
         return max(self.source.claim_idle_ms / 3000, 0.05)
 
+    @contextmanager
+    def _keeping(self) -> Iterator[None]:
+        """While the batch is in hand, keep its entries every ``claim_idle_ms / 3`` from a
+        thread: the main one may be blocked far longer (a pool waiting ``pool_timeout``
+        for a connection, a slow load), and another worker would claim them meanwhile."""
+        done = threading.Event()
+
+        def keep() -> None:
+            while not done.wait(self._keep_every):
+                self._keep()
+
+        keeper = threading.Thread(target=keep, name="ladle-keep-entries", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            done.set()
+            keeper.join()
+
     def _keep(self) -> None:
         """Reset the idle time of the entries in hand (best effort) so no worker claims them
         while this one waits for the destination or bisects a batch.
 
         ``XCLAIM … JUSTID`` does not count a delivery (``XREADGROUP`` with id ``0`` does,
-        as of Redis 7).
+        as of Redis 7). Entries acknowledged meanwhile are no longer pending: it skips them.
         """
         import redis
 
-        self._kept_at = time.monotonic()
         if not self._in_hand or self._client is None:
             return
         ids: list[StreamIdT] = [*self._in_hand]
@@ -346,8 +384,15 @@ class Worker:
 
         Entries read for the first time were delivered once; claimed ones are looked up.
         """
-        started = self._kept_at = time.monotonic()
+        started = time.monotonic()
         self._in_hand = [i for i, _ in entries]
+        with self._keeping():
+            self._handle_in_hand(client, entries, claimed=claimed)
+        self._in_hand = []  # still in hand after Stopped: the log line counts them
+        self.metrics.batch_seconds.labels(self.res.name).observe(time.monotonic() - started)
+
+    def _handle_in_hand(self, client: redis.Redis, entries: list[Entry], *, claimed: bool) -> None:
+        """Entries delivered too often load alone; the others as one batch."""
         deliveries = self._deliveries(client, entries) if claimed else {}
         limit = self.source.max_deliveries
         suspect = [e for e in entries if deliveries.get(e[0], 1) > limit]
@@ -360,8 +405,6 @@ class Worker:
         self._attempt(client, [e for e in entries if deliveries.get(e[0], 1) <= limit], deliveries)
         for entry in suspect:
             self._attempt_alone(client, entry, deliveries)
-        self._in_hand = []
-        self.metrics.batch_seconds.labels(self.res.name).observe(time.monotonic() - started)
 
     def _attempt(
         self, client: redis.Redis, entries: list[Entry], deliveries: dict[str, int]
@@ -370,8 +413,6 @@ class Worker:
         the single entries that fail (bisection: about 2·log2(n) loads for one bad entry)."""
         if not entries:
             return
-        if time.monotonic() - self._kept_at >= self._keep_every:
-            self._keep()
         try:
             loaded = self.destination.attempt(lambda destination: self._load(destination, entries))
         except Stopped:

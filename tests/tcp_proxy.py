@@ -3,7 +3,9 @@
 ``TcpProxy(port)`` forwards 127.0.0.1:<its own port> to 127.0.0.1:``port``. ``stop()``
 drops every open connection and closes the listening socket, so new connections are
 refused, as by a server that is down; ``start()`` listens again on the same port, so
-clients reconnect with the URL they had. Threads only, loopback only.
+clients reconnect with the URL they had. Setting ``hang_after`` makes it accept the
+connections after that many and never answer them, as a server that hangs. Threads only,
+loopback only.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import functools
 import socket
 import threading
 from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
 
 _CHUNK = 65536
 
@@ -25,6 +28,10 @@ class TcpProxy:
         self.port = 0
         self.accepted = 0
         """Connections accepted since the proxy was made (a client that reconnected)."""
+        self.hang_after: int | None = None
+        """Forward only this many connections; accept later ones and hold them unanswered."""
+        self.held = 0
+        """Connections accepted and held unanswered."""
         self._listener: socket.socket | None = None
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -76,6 +83,11 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return  # stopped
+            if self.hang_after is not None and self.accepted >= self.hang_after:
+                with self._lock:
+                    self._open.add(client)  # closed by stop()
+                    self.held += 1
+                continue
             try:
                 server = socket.create_connection(("127.0.0.1", self.target), timeout=5)
             except OSError:
@@ -111,3 +123,13 @@ class TcpProxy:
             self._open.difference_update(pair)
         for sock in pair:
             sock.close()
+
+
+def through(url: str, proxy: TcpProxy, **query: object) -> str:
+    """``url`` with its host and port replaced by the proxy's, and ``query`` added."""
+    parts = urlsplit(url)
+    user = parts.netloc.rpartition("@")[0]
+    netloc = f"{user}@127.0.0.1:{proxy.port}" if user else f"127.0.0.1:{proxy.port}"
+    extra = "&".join(f"{key}={value}" for key, value in query.items())
+    joined = "&".join(part for part in (parts.query, extra) if part)
+    return urlunsplit(parts._replace(netloc=netloc, query=joined))

@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -42,15 +43,52 @@ from ladle.state import STATE
 _SYSTEM = (RUNS, QUARANTINE, STATE)
 # SQLSTATE classes worth retrying: connection exceptions, and serialization failures.
 _TRANSIENT = ("08", "40")
+# libpq waits for ever by default; a connection attempt gives up after this many seconds.
+_CONNECT_TIMEOUT_S = 10
 
 
-def _parse_url(url: str) -> tuple[str, str]:
-    """Split ``?schema=`` off the URL: psycopg does not know it, ladle does."""
+@dataclass(frozen=True)
+class _Settings:
+    """What a ``postgresql://`` URL asks of the pool (ladle's parameters taken out)."""
+
+    conninfo: str
+    """The URL for libpq: its own parameters (``connect_timeout``, ``sslmode``...) stay."""
+    schema: str
+    """``?schema=``, default ``public``."""
+    pool_timeout: float
+    """``?pool_timeout=``: seconds to wait for a pooled connection (default 30), after
+    which the destination counts as unavailable."""
+    connect: dict[str, Any]
+    """Defaults for libpq parameters the URL leaves out, for every connection."""
+
+
+def _parse_url(url: str) -> _Settings:
+    """Split ladle's ``?schema=`` and ``?pool_timeout=`` off the URL: libpq does not know them.
+
+    Every connection, the pool's too, gets ``connect_timeout=10`` unless the URL sets one:
+    without it a server that accepts and then does not answer holds a pool thread forever.
+    """
     parts = urlsplit(url)
     query = parse_qsl(parts.query)
-    schema = next((v for k, v in query if k == "schema"), "public")
-    rest = urlencode([(k, v) for k, v in query if k != "schema"])
-    return urlunsplit(parts._replace(query=rest)), schema
+    given = dict(query)
+    schema = given.get("schema", "public")
+    text = given.get("pool_timeout", "30")
+    try:
+        pool_timeout = float(text)
+    except ValueError:
+        pool_timeout = 0.0
+    if not 0 < pool_timeout < float("inf"):
+        raise DestinationError(
+            f"{mask(url)}: pool_timeout must be a number of seconds above 0, not {text!r}"
+        )
+    defaults = {"connect_timeout": _CONNECT_TIMEOUT_S, "application_name": "ladle"}
+    rest = urlencode([(k, v) for k, v in query if k not in ("schema", "pool_timeout")])
+    return _Settings(
+        conninfo=urlunsplit(parts._replace(query=rest)),
+        schema=schema,
+        pool_timeout=pool_timeout,
+        connect={k: v for k, v in defaults.items() if k not in given},
+    )
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
@@ -66,29 +104,35 @@ class PostgresDestination:
 
     def __init__(self, url: str) -> None:
         self.url = mask(url)
-        conninfo, self.schema = _parse_url(url)
+        settings = _parse_url(url)
+        self.schema = settings.schema
         # check= pings a connection before handing it out: after a server restart or a
         # terminated backend the pool replaces it instead of failing the next statement.
         self._pool = ConnectionPool(
-            conninfo, min_size=1, max_size=4, open=False, configure=_configure, name="ladle",
-            timeout=30, check=ConnectionPool.check_connection,
-            kwargs={} if "application_name=" in conninfo else {"application_name": "ladle"},
+            settings.conninfo, min_size=1, max_size=4, open=False, configure=_configure,
+            name="ladle", timeout=settings.pool_timeout, check=ConnectionPool.check_connection,
+            kwargs=settings.connect,
         )  # fmt: skip
-        with _translated(f"connecting to {self.url}"):
-            # One plain connection first: a refused or misconfigured server fails at once
-            # with the server's own message, not after the pool's timeout.
-            psycopg.connect(conninfo, connect_timeout=10).close()
-            self._pool.open(wait=True, timeout=15)
         self._checked_out = 0
-        with self._pool.connection() as conn, _translated("creating ladle's tables"):
-            # Workers start together: IF NOT EXISTS is not safe against a concurrent
-            # CREATE, so the setup is serialized with a lock held until it commits.
-            _lock_ddl(conn, self.schema, "")
-            create = sql.SQL("CREATE SCHEMA IF NOT EXISTS {}")
-            conn.execute(create.format(sql.Identifier(self.schema)))
-            for table in _SYSTEM:
-                _ensure_system_table(conn, self.schema, table)
-            conn.commit()
+        try:
+            with _translated(f"connecting to {self.url}"):
+                # One plain connection first: a refused or misconfigured server fails at
+                # once with the server's own message, not after the pool's timeout.
+                psycopg.connect(settings.conninfo, **settings.connect).close()
+                self._pool.open(wait=True, timeout=settings.pool_timeout)
+            with _translated("creating ladle's tables"), self._pool.connection() as conn:
+                # Workers start together: IF NOT EXISTS is not safe against a concurrent
+                # CREATE, so the setup is serialized with a lock held until it commits.
+                _lock_ddl(conn, self.schema, "")
+                create = sql.SQL("CREATE SCHEMA IF NOT EXISTS {}")
+                conn.execute(create.format(sql.Identifier(self.schema)))
+                for table in _SYSTEM:
+                    _ensure_system_table(conn, self.schema, table)
+                conn.commit()
+        except BaseException:
+            # No caller will close a destination it never got: stop the pool's threads.
+            self._pool.close()
+            raise
 
     def connections_in_use(self) -> int:
         """Connections handed to loads and not yet given back (for leak accounting)."""
@@ -108,7 +152,7 @@ class PostgresDestination:
 
     def record_run(self, entry: RunEntry) -> None:
         """Write the ledger row in its own transaction."""
-        with self._pool.connection() as conn, _translated("writing the ledger"):
+        with _translated("writing the ledger"), self._pool.connection() as conn:
             _write_ledger(conn, self.schema, entry)
 
     def read(
@@ -129,7 +173,7 @@ class PostgresDestination:
             )
         if limit:
             query += sql.SQL(" LIMIT {}").format(sql.Literal(int(limit)))
-        with self._pool.connection() as conn, _translated(f"reading {table}"):
+        with _translated(f"reading {table}"), self._pool.connection() as conn:
             if _columns(conn, self.schema, table) is None:
                 return pl.DataFrame()
             cursor = conn.execute(query, list(where.values()))
@@ -140,7 +184,7 @@ class PostgresDestination:
     def read_state(self, pipeline: str, resource: str) -> dict[str, Any]:
         """The resource's ``_ladle_state`` entries by key, values decoded from JSON."""
         query = sql.SQL("SELECT key, value::text FROM {} WHERE pipeline = %s AND resource = %s")
-        with self._pool.connection() as conn, _translated("reading state"):
+        with _translated("reading state"), self._pool.connection() as conn:
             if _columns(conn, self.schema, STATE.name) is None:
                 return {}
             rows = conn.execute(
@@ -154,7 +198,7 @@ class PostgresDestination:
         Runs on a pooled connection of its own (a load may hold another), returned on
         every path; it sees what is committed.
         """
-        with self._pool.connection() as conn, _translated(f"looking up keys in {table!r}"):
+        with _translated(f"looking up keys in {table!r}"), self._pool.connection() as conn:
             lookup = key_lookup(keys, columns, _columns(conn, self.schema, table))
             if lookup is None:
                 return empty_keys(keys, columns)
@@ -167,7 +211,7 @@ class PostgresDestination:
     def diagnose(self) -> list[Check]:
         """For ``ladle doctor``: does the server answer, which version, may ladle create tables."""
         checks = [Check("destination answers", True, self.url)]
-        with self._pool.connection() as conn, _translated("asking the server's version"):
+        with _translated("asking the server's version"), self._pool.connection() as conn:
             row = conn.execute("SHOW server_version").fetchone()
             checks.append(Check("server version", True, f"PostgreSQL {row[0] if row else '?'}"))
             probe = sql.SQL("CREATE TABLE {} (x integer)").format(
@@ -690,6 +734,11 @@ def _translated(doing: str) -> Iterator[None]:
     """Turn psycopg's errors into DestinationError at the boundary, passwords masked."""
     try:
         yield
+    except PoolTimeout as exc:
+        # The server did not answer in time (or the pool is exhausted): worth waiting for.
+        raise DestinationError(
+            f"PostgreSQL error while {doing}: {mask(str(exc))}", transient=True
+        ) from exc
     except psycopg.Error as exc:
         state = getattr(exc, "sqlstate", None) or ""
         transient = isinstance(exc, psycopg.OperationalError) or state.startswith(_TRANSIENT)
@@ -699,8 +748,6 @@ def _translated(doing: str) -> Iterator[None]:
         raise DestinationError(
             f"PostgreSQL error while {doing}: {_message(exc)}{hint}", transient=transient
         ) from exc
-    except PoolTimeout as exc:
-        raise DestinationError(f"PostgreSQL error while {doing}: {mask(str(exc))}") from exc
 
 
 def _message(exc: BaseException) -> str:

@@ -19,18 +19,18 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import polars as pl
 import pytest
 import redis
 
 from ladle import Pipeline
-from ladle.ledger import RUNS
+from ladle.ledger import RUNS, SUCCEEDED
 from ladle.quarantine import QUARANTINE
 from ladle.worker import Worker, WorkerOptions
 from tests.integration.test_worker import LADLE, _add, _balanced, _rows
-from tests.tcp_proxy import TcpProxy
+from tests.tcp_proxy import TcpProxy, through
 
 PIPELINE = """\
 pipeline: faults
@@ -377,15 +377,6 @@ def test_an_entry_that_is_not_utf8_is_quarantined_with_a_message_for_streams(
 # ---------------------------------------------------------------- a destination outage
 
 
-def _through(url: str, port: int) -> str:
-    """``url`` with its host and port replaced by 127.0.0.1:``port``."""
-    parts = urlsplit(url)
-    user = parts.netloc.rpartition("@")[0]
-    return urlunsplit(
-        parts._replace(netloc=f"{user}@127.0.0.1:{port}" if user else f"127.0.0.1:{port}")
-    )
-
-
 def _metric(port: int, name: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
@@ -402,18 +393,96 @@ def _free_port() -> int:
         return port
 
 
+def test_a_worker_that_starts_while_the_destination_is_down_says_what_to_do(
+    tmp_path: Path, redis_url: str, redis_stream_key: str
+) -> None:
+    """No destination at start: exit 1 with one line that says why the worker does not
+    wait (a wrong URL shows at once) and what to do."""
+    path = _pipeline(
+        tmp_path,
+        destination="postgresql://u:pw@127.0.0.1:1/x",
+        redis_url=redis_url,
+        stream=redis_stream_key,
+        batch_size=10,
+    )
+    done = subprocess.run(
+        [LADLE, "worker", str(path)], capture_output=True, text=True, env=_env(), check=False
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        "error: the worker did not start: PostgreSQL error while connecting to "
+        "postgresql://u:***@127.0.0.1:1/x: connection failed: connection to server at "
+        '"127.0.0.1", port 1 failed: Connection refused Is the server running on that host '
+        "and accepting TCP/IP connections?; check that the destination is up and its URL "
+        "right, then start the worker again (a worker waits out an outage once connected, "
+        "not at start, so that a wrong URL shows at once)"
+    )
+
+
+def test_entries_in_hand_stay_the_workers_while_its_pool_waits_for_a_connection(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_stream_key: str, client: redis.Redis
+) -> None:
+    """The destination gone, the worker blocks ``pool_timeout`` (3 s, five times
+    ``claim_idle_ms``) in its pool, then retries: meanwhile another consumer claiming idle
+    entries gets none of its batch, and each entry is delivered once and loaded once."""
+    port = urlsplit(postgres_url).port or 5432
+    with TcpProxy(port) as proxy:
+        path = _pipeline(
+            tmp_path,
+            destination=through(postgres_url, proxy, pool_timeout=3),
+            redis_url=redis_url,
+            stream=redis_stream_key,
+            batch_size=100,
+            claim_idle_ms=600,
+        )
+        worker = Worker(Pipeline.from_yaml(path), WorkerOptions(consumer="a"))
+        running = threading.Thread(target=worker.run)
+        running.start()
+        try:
+            _until(lambda: _count(postgres_url, RUNS.name) == 1, timeout=30, what="the start")
+            proxy.stop()
+            _add(client, redis_stream_key, [{"id": i, "amount": 1.0} for i in range(10)])
+            _until(
+                lambda: client.xpending(redis_stream_key, "loaders")["pending"] > 0,
+                timeout=10,
+                what="the batch in hand",
+            )
+            stolen: list[Any] = []
+            until = time.monotonic() + 4  # the pool's 3 s, and retries after it
+            while time.monotonic() < until:
+                reply = client.xautoclaim(redis_stream_key, "loaders", "thief", min_idle_time=600)
+                stolen.extend(reply[1])
+                time.sleep(0.05)
+            proxy.start()
+            _until(
+                lambda: client.xpending(redis_stream_key, "loaders")["pending"] == 0,
+                timeout=30,
+                what="the batch to load",
+            )
+        finally:
+            worker.stop()
+            running.join(timeout=30)
+    assert stolen == []
+    assert sorted(row["id"] for row in _rows(postgres_url, "payments")) == list(range(10))
+    (ledger,) = _rows(postgres_url, RUNS.name)
+    assert (ledger["fetched"], ledger["inserted"], ledger["status"]) == (10, 10, SUCCEEDED)
+
+
 @pytest.mark.faults
 def test_a_long_destination_outage_dead_letters_nothing(
     tmp_path: Path, postgres_url: str, redis_url: str, redis_stream_key: str, client: redis.Redis
 ) -> None:
     """PostgreSQL unreachable for many retry cycles (well past max_deliveries): two workers
     wait with their batches in hand, no delivery is counted, and after it every entry is
-    loaded exactly once with no dead letter."""
+    loaded exactly once with no dead letter.
+
+    The outage starts once both workers have connected: a worker that cannot connect at
+    start exits 1 on purpose. ``pool_timeout=2`` stands for the pool's 30 s."""
     port = urlsplit(postgres_url).port or 5432
     with TcpProxy(port) as proxy:
         path = _pipeline(
             tmp_path,
-            destination=_through(postgres_url, proxy.port),
+            destination=through(postgres_url, proxy, pool_timeout=2),
             redis_url=redis_url,
             stream=redis_stream_key,
             batch_size=500,
@@ -425,6 +494,12 @@ def test_a_long_destination_outage_dead_letters_nothing(
             for name, p in zip(("a", "b"), metrics_ports, strict=True)
         ]
         try:
+            _until(
+                lambda: all(w.events("worker started") for w in workers),
+                timeout=60,
+                what="both workers to connect",
+                detail=lambda: str([w.log[-3:] for w in workers]),
+            )
             _add(client, redis_stream_key, [{"id": i, "amount": 1.0} for i in range(1000)])
             _until(lambda: _count(postgres_url, "payments") == 1000, timeout=60, what="1,000 rows")
             proxy.stop()
