@@ -98,6 +98,11 @@ class _ProgressObserver:
     is_flag=True,
     help="Fail a resource whose source reports a gap (a missing doc type).",
 )
+@click.option(
+    "--allow-shrink",
+    is_flag=True,
+    help="Let write: replace remove any share of a table's rows (default limit: half).",
+)
 def run(
     *,
     file: Path,
@@ -106,12 +111,20 @@ def run(
     full_refresh: bool,
     dry_run: bool,
     strict: bool,
+    allow_shrink: bool,
 ) -> None:
     """Run the pipeline FILE: load every resource and print the ledger's counts."""
     log.configure(json=not _interactive())
     with _errors():
         pipeline = Pipeline.from_yaml(file, destination=destination)
-        options = RunOptions(resources, destination, full_refresh, dry_run, strict=strict)
+        options = RunOptions(
+            resources,
+            destination,
+            full_refresh,
+            dry_run,
+            strict=strict,
+            allow_shrink=allow_shrink,
+        )
         if _interactive():
             columns = (
                 TextColumn("[bold]{task.description}"),

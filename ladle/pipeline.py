@@ -24,7 +24,14 @@ import structlog
 
 from ladle.batch import ROW, SEQ, Counts, SourceBatch, empty_rejects
 from ladle.columns import ColumnSpec
-from ladle.config import PipelineConfig, Resource, WriteMode, from_mapping, load
+from ladle.config import (
+    DEFAULT_MAX_SHRINK,
+    PipelineConfig,
+    Resource,
+    WriteMode,
+    from_mapping,
+    load,
+)
 from ladle.destinations import Destination, Load, LoadTarget, connect, default_url
 from ladle.errors import LadleError, SourceError, StepError
 from ladle.incremental import Cursor, encode
@@ -69,6 +76,9 @@ class RunOptions:
     """Read, check and transform, but write nothing."""
     strict: bool = False
     """Fail a resource whose source reports a problem (a doc type with no document)."""
+    allow_shrink: bool = False
+    """Let a ``write: replace`` remove any share of its table's rows (``--allow-shrink``);
+    otherwise a resource's ``replace: {max_shrink: …}`` (default half) is the limit."""
 
 
 @dataclass
@@ -361,7 +371,7 @@ def _load_resource(
     reports: list[Report] = []
     try:
         steps = build_steps(run.config, res, destination)
-        target = load_target(run.config, res, steps)
+        target = load_target(run.config, res, steps, allow_shrink=run.options.allow_shrink)
         stored = {}
         if destination is not None and not run.options.full_refresh:
             stored = destination.read_state(run.config.name, res.name)
@@ -813,7 +823,14 @@ def _columns_with_key_required(res: Resource) -> Mapping[str, ColumnSpec]:
     return columns
 
 
-def load_target(config: PipelineConfig, res: Resource, steps: list[tuple[str, Step]]) -> LoadTarget:
+def load_target(
+    config: PipelineConfig,
+    res: Resource,
+    steps: list[tuple[str, Step]],
+    *,
+    allow_shrink: bool = False,
+) -> LoadTarget:
+    """What the resource's load writes; ``allow_shrink`` lifts a replace's shrink limit."""
     # A name the file spells in full (a long header, snake_cased) is stored shortened.
     declared: dict[str, ColumnType] = {
         fit_name(name): spec.type
@@ -826,6 +843,7 @@ def load_target(config: PipelineConfig, res: Resource, steps: list[tuple[str, St
         write=res.spec.write,
         primary_key=tuple(fit_name(key) for key in res.spec.primary_key),
         declared=declared,
+        max_shrink=None if allow_shrink else _max_shrink(res),
     )
     dedupes = [step for _, step in steps if isinstance(step, Dedupe)]
     if dedupes:
@@ -836,6 +854,11 @@ def load_target(config: PipelineConfig, res: Resource, steps: list[tuple[str, St
     if res.spec.write is WriteMode.MERGE and not target.primary_key:  # pragma: no cover
         raise StepError("merge needs a primary_key", resource=res.name, step="write")
     return target
+
+
+def _max_shrink(res: Resource) -> float:
+    """The resource's ``replace: {max_shrink: …}``, else the default (half the table)."""
+    return res.spec.replace.max_shrink if res.spec.replace else DEFAULT_MAX_SHRINK
 
 
 def normalized_names(columns: list[str]) -> dict[str, str]:
