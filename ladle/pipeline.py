@@ -44,9 +44,11 @@ from ladle.sources import Report, SharedResources, Source, SourceContext, Statef
 from ladle.state import CHECKPOINT, CURSOR, LAST_RUN, RESERVED
 from ladle.steps import FinishingStep, Step, StepContext
 from ladle.steps import registry as step_registry
+from ladle.steps.cast import Cast
 from ladle.steps.dedupe import Dedupe
 from ladle.steps.foreign_keys import load_order
 from ladle.steps.nul import NulCheck
+from ladle.steps.validate import Validate
 
 _SHAPING = frozenset({"rename", "select", "drop"})
 log = structlog.get_logger("ladle")
@@ -585,9 +587,13 @@ def process_batch(
     rejects = [empty_rejects()]
     deduplicated = 0
     final = ("nul", _stored_text(res))
+    refused: _Refused | None = None
     for name, step in [*steps, final]:
         before = frame.height
         result = step(frame)
+        if refused is not None and isinstance(step, Validate):
+            rejects.append(step.check_refused(refused.frame, refused.rejects))
+        refused = _Refused.of(step, frame, result.rejects) if isinstance(step, Cast) else None
         removed = before - result.frame.height
         rejected = result.rejects.get_column(ROW).n_unique() if result.rejects.height else 0
         if removed != rejected + result.deduplicated:
@@ -608,6 +614,28 @@ def process_batch(
         ]
     )
     return frame, quarantined, deduplicated
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """The records ``cast`` refused, as cast left them (each refused value null), kept for
+    the ``validate`` right after it: their quarantine row then lists every error at once."""
+
+    frame: pl.DataFrame
+    rejects: pl.DataFrame
+
+    @classmethod
+    def of(cls, cast: Step, frame: pl.DataFrame, rejects: pl.DataFrame) -> _Refused | None:
+        """Cast the refused rows of ``frame`` again with their refused values set to null."""
+        if rejects.height == 0:
+            return None
+        rows = frame.filter(pl.col(ROW).is_in(rejects.get_column(ROW).implode()))
+        for field_name in rejects.get_column("field").drop_nulls().unique():
+            if field_name in rows.columns:
+                bad = rejects.filter(pl.col("field") == field_name).get_column(ROW)
+                blanked = pl.when(pl.col(ROW).is_in(bad.implode())).then(None)
+                rows = rows.with_columns(blanked.otherwise(pl.col(field_name)).alias(field_name))
+        return cls(cast(rows).frame, rejects)
 
 
 def _stored_text(res: Resource) -> NulCheck:
