@@ -202,3 +202,23 @@ def test_replace_options_only_go_with_write_replace(
         f"{path}:7: resources.facilities.replace: only goes with write: replace "
         "(this resource is write: append)"
     )
+
+
+def test_replay_into_a_replace_table_appends(
+    tmp_path: Path, destination_url: str, write_pipeline: Callable[[str], Path]
+) -> None:
+    """Replaying a replace resource's quarantine adds the records that now pass to the table;
+    it does not swap in a table of only those (which the shrink limit would now refuse)."""
+    from ladle.replay import replay
+
+    _county(tmp_path, "adams", 0, 10)
+    extra = "    columns: {id: {type: bigint, max: 8}}\n"
+    path = write_pipeline(PIPELINE.format(url=destination_url, extra=extra))
+    first = Pipeline.from_yaml(path).run()
+    assert (first.resources[0].counts.inserted, first.resources[0].counts.quarantined) == (9, 1)
+    path.write_text(path.read_text().replace("max: 8", "max: 9"))
+    replayed = replay(Pipeline.from_yaml(path), first.run_id).resources[0]
+    assert (replayed.status, replayed.error) == ("succeeded", None)
+    assert replayed.counts.balanced
+    assert (replayed.counts.fetched, replayed.counts.inserted) == (1, 1)
+    assert _state(destination_url)[0] == 10
