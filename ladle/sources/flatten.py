@@ -41,6 +41,7 @@ from decimal import Decimal
 from typing import Any
 
 import polars as pl
+from polars.datatypes import DataTypeClass
 
 from ladle.batch import json_text
 from ladle.schema import (
@@ -65,6 +66,25 @@ class ColumnClash(Exception):
             "and a nested object); rename one of them in the data"
         )
         self.name = name
+
+
+MAX_COLUMNS = 1600
+"""The most columns a batch may flatten to: PostgreSQL's limit on a table's columns."""
+
+
+class TooManyColumns(ColumnClash):
+    """The records flatten to more columns than a table holds: their keys are data (ids,
+    dates), and a frame of them would take memory in proportion to columns x rows."""
+
+    def __init__(self, count: int | None = None) -> None:
+        found = f"{count:,} distinct fields" if count is not None else "more distinct fields"
+        Exception.__init__(
+            self,
+            f"the records hold {found} (nested ones counted) than the {MAX_COLUMNS:,} "
+            "columns a table may have; keys that are data (ids, dates) belong in values: "
+            "declare such a field `type: json` to keep it whole",
+        )
+        self.name = ""
 
 
 def to_json_text(value: Any) -> str:
@@ -173,6 +193,8 @@ def _add_values(columns: dict[str, pl.Series], path: tuple[str, ...], values: li
     name = SEPARATOR.join(path)
     if name in columns:
         raise ColumnClash(name)
+    if len(columns) >= MAX_COLUMNS:
+        raise TooManyColumns()
     columns[name] = _series(name, kinds, values)
 
 
@@ -209,7 +231,11 @@ class Leaf:
 
 
 def leaves(frame: pl.DataFrame) -> list[Leaf]:
-    """Every non-struct field, depth first; an empty struct has none. Raises ColumnClash."""
+    """Every non-struct field, depth first; an empty struct has none. Raises ColumnClash
+    (TooManyColumns past :data:`MAX_COLUMNS`)."""
+    count = sum(leaf_count(dtype) for dtype in frame.schema.values())
+    if count > MAX_COLUMNS:
+        raise TooManyColumns(count)
     found: list[Leaf] = []
     for series in frame.get_columns():
         _collect_leaves(found, (series.name,), series)
@@ -217,6 +243,29 @@ def leaves(frame: pl.DataFrame) -> list[Leaf]:
     if len(set(names)) != len(names):
         raise ColumnClash(next(name for name in names if names.count(name) > 1))
     return found
+
+
+def leaf_count(dtype: pl.DataType | DataTypeClass) -> int:
+    """How many flat columns a value of ``dtype`` becomes (a struct: its leaves)."""
+    if isinstance(dtype, pl.Struct):
+        return sum(leaf_count(field.dtype) for field in dtype.fields)
+    return 1
+
+
+def leaf_names(schema: pl.Schema) -> set[str]:
+    """The flat column names a frame of ``schema`` becomes, read off the schema alone."""
+    names: set[str] = set()
+
+    def walk(path: str, dtype: pl.DataType | DataTypeClass) -> None:
+        if isinstance(dtype, pl.Struct):
+            for fld in dtype.fields:
+                walk(f"{path}{SEPARATOR}{fld.name}", fld.dtype)
+        else:
+            names.add(path)
+
+    for name, dtype in schema.items():
+        walk(name, dtype)
+    return names
 
 
 def _collect_leaves(found: list[Leaf], path: tuple[str, ...], series: pl.Series) -> None:

@@ -46,9 +46,12 @@ from ladle.sources.decoding import (
     undecodable,
 )
 from ladle.sources.flatten import (
+    MAX_COLUMNS,
     ColumnClash,
+    TooManyColumns,
     flat_series,
     frame_of,
+    leaf_names,
     leaves,
     records_to_frame,
     to_json_text,
@@ -280,7 +283,7 @@ def _parse_fast(chunk: _Chunk, name: str) -> SourceBatch | None:
         return None
     data = b"".join(chunk.lines)
     try:
-        frame = pl.read_ndjson(data, infer_schema_length=None)
+        frame = _read_ndjson(chunk.lines, data)
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException):
         return None  # a Polars bug on odd input must cost speed, not the run
     rows: range | list[int] = range(len(chunk.lines))
@@ -293,6 +296,35 @@ def _parse_fast(chunk: _Chunk, name: str) -> SourceBatch | None:
         return None
     positions = [chunk.position(name, i) for i in rows]
     return SourceBatch(flat, positions)
+
+
+_PIECE_LINES = 1000
+"""Polars reads a chunk this many lines at a time. A frame takes memory in proportion to
+columns x rows, so lines whose keys are data (a new key on every line) are refused
+(TooManyColumns) after a few thousand lines, not once a frame of them all is built."""
+
+
+def _read_ndjson(lines: list[bytes], data: bytes) -> pl.DataFrame:
+    """The chunk's lines as one Polars frame, read in pieces of :data:`_PIECE_LINES`.
+
+    Pieces of one schema are concatenated; when their schemas differ, the whole chunk is
+    read again in one call, which reconciles the types over every line.
+    """
+    if len(lines) <= _PIECE_LINES:
+        return pl.read_ndjson(data, infer_schema_length=None)
+    frames: list[pl.DataFrame] = []
+    names: set[str] = set()
+    for start in range(0, len(lines), _PIECE_LINES):
+        piece = pl.read_ndjson(
+            b"".join(lines[start : start + _PIECE_LINES]), infer_schema_length=None
+        )
+        names |= leaf_names(piece.schema)
+        if len(names) > MAX_COLUMNS:
+            raise TooManyColumns()
+        frames.append(piece)
+    if all(frame.schema == frames[0].schema for frame in frames):
+        return pl.concat(frames, how="vertical")
+    return pl.read_ndjson(data, infer_schema_length=None)
 
 
 def _parse_lines(chunk: _Chunk, name: str, options: JsonOptions) -> SourceBatch:

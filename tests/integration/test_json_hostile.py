@@ -298,3 +298,53 @@ def test_the_child_measures_its_own_memory() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, timeout=60)
     assert done.returncode == 0
     assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 >= 300
+
+
+def _wide(directory: Path) -> dict[str, str]:
+    """Files whose keys are data: a new key on every line, flat or nested, or one record
+    holding 5,000 keys. Their frames would take memory in columns x rows."""
+    files = {
+        "keys.jsonl": "".join(json.dumps({"id": i, f"k{i}": i}) + "\n" for i in range(25_000)),
+        "nested.jsonl": "".join(
+            json.dumps({"id": i, "a": {f"k{i}": i}}) + "\n" for i in range(25_000)
+        ),
+        "one.json": json.dumps([{f"k{i}": i for i in range(5_000)}]),
+    }
+    for name, text in files.items():
+        (directory / name).write_text(text)
+    return files
+
+
+_WIDE = (
+    "the records hold {} (nested ones counted) than the 1,600 columns a table may have; "
+    "keys that are data (ids, dates) belong in values: declare such a field `type: json` "
+    "to keep it whole"
+)
+
+
+def test_records_wider_than_a_table_fail_with_a_message(
+    tmp_path: Path, destination_url: str, write_pipeline: Callable[[str], Path]
+) -> None:
+    """Records whose keys are data (more distinct fields than a table's 1,600 columns) fail
+    the resource with a message saying so, and load nothing."""
+    _wide(tmp_path)
+    expected = {
+        "keys.jsonl": f"keys.jsonl:1: {_WIDE.format('more distinct fields')}",
+        "nested.jsonl": f"nested.jsonl:1: {_WIDE.format('more distinct fields')}",
+        "one.json": f"one.json: {_WIDE.format('more distinct fields')}",
+    }
+    for name, message in expected.items():
+        result = _run(write_pipeline(_pipeline(name)), destination_url)
+        assert (result.status, result.error) == ("failed", message), name
+        assert result.counts.inserted == 0
+
+
+def test_wide_records_stay_in_bounded_memory(tmp_path: Path) -> None:
+    """A 700 KB file with a new key on every line took 1.1 GB (3.5 GB with the load) before
+    it failed; now a `ladle run` child fails on each wide file under 500 MB peak RSS."""
+    files = _wide(tmp_path)
+    for name in files:
+        returncode, peak_mb, last = _peak_of_run(tmp_path, name)
+        assert returncode == 1, (name, last)
+        assert last.endswith("to keep it whole"), (name, last)
+        assert peak_mb < 500, (name, peak_mb)

@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ladle.sources.flatten import ColumnClash, flatten_frame, records_to_frame
+from ladle.sources.flatten import (
+    MAX_COLUMNS,
+    ColumnClash,
+    TooManyColumns,
+    flatten_frame,
+    records_to_frame,
+)
 
 
 def test_nested_objects_flatten_recursively() -> None:
@@ -174,3 +180,11 @@ def test_empty_key_keeps_its_name_wherever_it_is() -> None:
     assert records_to_frame([{"": 2, "id": 1}]).columns == ["", "id"]
     nested = pl.DataFrame({"id": [1], "a": [{"": 2}]})
     assert flatten_frame(nested).columns == ["id", "a__"]
+
+
+def test_a_table_has_at_most_1600_columns() -> None:
+    """1,600 fields make a frame; one more is refused before its series are built."""
+    fields = {f"k{i}": i for i in range(MAX_COLUMNS)}
+    assert records_to_frame([fields]).width == MAX_COLUMNS
+    with pytest.raises(TooManyColumns):
+        records_to_frame([fields, {"one_more": 1}])
