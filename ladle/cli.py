@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import polars as pl
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -29,7 +28,7 @@ from ladle.destinations import Destination, connect, default_url
 from ladle.errors import LadleError
 from ladle.ledger import RUNS, display_status
 from ladle.pipeline import Pipeline, ResourceResult, RunObserver, RunOptions, RunSummary
-from ladle.quarantine import QUARANTINE
+from ladle.quarantine import QUARANTINE, first_positions, in_position_order
 from ladle.redact import mask
 from ladle.sources import Report
 
@@ -98,6 +97,11 @@ class _ProgressObserver:
     is_flag=True,
     help="Fail a resource whose source reports a gap (a missing doc type).",
 )
+@click.option(
+    "--allow-shrink",
+    is_flag=True,
+    help="Let write: replace remove any share of a table's rows (default limit: half).",
+)
 def run(
     *,
     file: Path,
@@ -106,12 +110,20 @@ def run(
     full_refresh: bool,
     dry_run: bool,
     strict: bool,
+    allow_shrink: bool,
 ) -> None:
     """Run the pipeline FILE: load every resource and print the ledger's counts."""
     log.configure(json=not _interactive())
     with _errors():
         pipeline = Pipeline.from_yaml(file, destination=destination)
-        options = RunOptions(resources, destination, full_refresh, dry_run, strict=strict)
+        options = RunOptions(
+            resources,
+            destination,
+            full_refresh,
+            dry_run,
+            strict=strict,
+            allow_shrink=allow_shrink,
+        )
         if _interactive():
             columns = (
                 TextColumn("[bold]{task.description}"),
@@ -345,28 +357,37 @@ def quarantine() -> None:
 @quarantine.command("list")
 @_destination_options
 @click.option("--run", "run_id", help="Only this run.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def quarantine_list(
-    file: Path | None, pipeline_name: str | None, destination: str | None, run_id: str | None
+    file: Path | None,
+    pipeline_name: str | None,
+    destination: str | None,
+    run_id: str | None,
+    as_json: bool,
 ) -> None:
-    """Count quarantined records per run and resource."""
+    """Count quarantined records per run and resource, with the first position of each."""
     with _errors():
         dest, name = _open(file, pipeline_name, destination)
         try:
             where = {k: v for k, v in (("pipeline", name), ("run_id", run_id)) if v}
-            rows = dest.read(QUARANTINE.name, where)
+            rows = dest.read(QUARANTINE.name, where, order_by=["quarantined_at", "resource"])
         finally:
             dest.close()
+    groups = first_positions(rows)
+    if as_json:
+        for group in groups:
+            click.echo(json.dumps(group))
+        return
     table = Table(title="quarantine", title_justify="left")
     for h in ("run", "resource", "records", "first position"):
         table.add_column(h)
-    if rows.height:
-        grouped = rows.group_by("run_id", "resource", maintain_order=True).agg(
-            pl.len().alias("records"), pl.col("position").first().alias("first")
+    for group in groups:
+        table.add_row(
+            group["run_id"],
+            escape(group["resource"]),
+            f"{group['records']:,}",
+            escape(group["first_position"]),
         )
-        for row in grouped.iter_rows(named=True):
-            table.add_row(
-                row["run_id"], escape(row["resource"]), f"{row['records']:,}", escape(row["first"])
-            )
     out.print(table)
 
 
@@ -374,7 +395,8 @@ def quarantine_list(
 @click.argument("run_id")
 @_destination_options
 @click.option("--resource", help="Only this resource.")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, help="Show at most this many records.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def quarantine_show(
     *,
     run_id: str,
@@ -383,25 +405,37 @@ def quarantine_show(
     destination: str | None,
     resource: str | None,
     limit: int,
+    as_json: bool,
 ) -> None:
-    """Show the quarantined records of RUN_ID: position, errors and raw record."""
+    """Show the quarantined records of RUN_ID by resource, then file and line: position,
+    errors and raw record."""
     with _errors():
         dest, _ = _open(file, pipeline_name, destination)
         try:
             where = {"run_id": run_id, **({"resource": resource} if resource else {})}
-            rows = dest.read(QUARANTINE.name, where, order_by=["resource", "position"], limit=limit)
+            # Every row, then ordered here: the database would put `:12514` before `:2`.
+            rows = in_position_order(dest.read(QUARANTINE.name, where))
         finally:
             dest.close()
+    shown = rows.head(limit)
+    if as_json:
+        for row in shown.iter_rows(named=True):
+            record = {k: row[k] for k in ("run_id", "resource", "position")}
+            record |= {"errors": json.loads(row["errors"]), "raw": json.loads(row["raw"])}
+            click.echo(json.dumps(record))
+        return
     if rows.height == 0:
         out.print(f"no quarantined records for run {run_id}")
         return
-    for row in rows.iter_rows(named=True):
+    for row in shown.iter_rows(named=True):
         out.print(f"[bold]{escape(row['resource'])}[/bold] {escape(row['position'])}")
         for error in json.loads(row["errors"]):
             field = f"{error['field']}: " if error.get("field") else ""
             value = f" (value {error['value']!r})" if error.get("value") is not None else ""
             out.print(escape(f"  {field}[{error['rule']}] {error['message']}{value}"))
         out.print(escape(f"  raw: {row['raw']}"))
+    if rows.height > shown.height:
+        out.print(f"showing {shown.height:,} of {rows.height:,} records; --limit N shows more")
 
 
 @quarantine.command("replay")

@@ -47,6 +47,22 @@ class WriteMode(StrEnum):
     MERGE = "merge"
 
 
+DEFAULT_MAX_SHRINK = 0.5
+"""A replace may remove at most half of a table's rows unless the run or the file allows more."""
+
+
+class ReplaceSpec(BaseModel):
+    """How far ``write: replace`` may shrink its table before the run refuses to swap it in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_shrink: float = Field(default=DEFAULT_MAX_SHRINK, ge=0, le=1)
+    """The largest share of the table's rows a replace may remove (0.5: half; 1: any,
+    even all). A replace that would remove more fails before the swap and changes
+    nothing; a table that does not exist yet or is empty is never refused.
+    ``ladle run --allow-shrink`` lifts the limit for one run."""
+
+
 class ResourceSpec(BaseModel):
     """One entry under ``resources:``; ``source`` and ``steps`` are checked by their registries."""
 
@@ -64,6 +80,9 @@ class ResourceSpec(BaseModel):
     """``append`` inserts every row; ``replace`` loads a new table and swaps it in
     atomically; ``merge`` upserts on ``primary_key``, counting inserted, updated and
     unchanged rows exactly, and leaves unchanged rows as they are."""
+    replace: ReplaceSpec | None = None
+    """Only with ``write: replace``: how far the new table may be smaller than the old
+    (``{max_shrink: 0.5}``, the default, refuses to remove more than half of its rows)."""
     columns: dict[str, ColumnSpec] = Field(default_factory=dict)
     """Declared columns by name: a type and constraints, or only the type
     (``amount: decimal(12,2)``). Columns not declared are inferred from the data."""
@@ -462,6 +481,13 @@ def _resource(name: str, spec: ResourceSpec, reader: _Reader, path: Path_) -> Re
             file=reader.file,
             line=_nearest_line(reader.lines, (*path, "write")),
             key=_dotted((*path, "write")),
+        )
+    if spec.replace is not None and spec.write is not WriteMode.REPLACE:
+        raise ConfigError(
+            f"only goes with write: replace (this resource is write: {spec.write})",
+            file=reader.file,
+            line=_nearest_line(reader.lines, (*path, "replace")),
+            key=_dotted((*path, "replace")),
         )
     for key in ("incremental", "commit_every"):
         if spec.write is WriteMode.REPLACE and getattr(spec, key) is not None:

@@ -24,7 +24,14 @@ import structlog
 
 from ladle.batch import ROW, SEQ, Counts, SourceBatch, empty_rejects
 from ladle.columns import ColumnSpec
-from ladle.config import PipelineConfig, Resource, WriteMode, from_mapping, load
+from ladle.config import (
+    DEFAULT_MAX_SHRINK,
+    PipelineConfig,
+    Resource,
+    WriteMode,
+    from_mapping,
+    load,
+)
 from ladle.destinations import Destination, Load, LoadTarget, connect, default_url
 from ladle.errors import LadleError, SourceError, StepError
 from ladle.incremental import Cursor, encode
@@ -37,9 +44,11 @@ from ladle.sources import Report, SharedResources, Source, SourceContext, Statef
 from ladle.state import CHECKPOINT, CURSOR, LAST_RUN, RESERVED
 from ladle.steps import FinishingStep, Step, StepContext
 from ladle.steps import registry as step_registry
+from ladle.steps.cast import Cast
 from ladle.steps.dedupe import Dedupe
 from ladle.steps.foreign_keys import load_order
 from ladle.steps.nul import NulCheck
+from ladle.steps.validate import Validate
 
 _SHAPING = frozenset({"rename", "select", "drop"})
 log = structlog.get_logger("ladle")
@@ -69,6 +78,9 @@ class RunOptions:
     """Read, check and transform, but write nothing."""
     strict: bool = False
     """Fail a resource whose source reports a problem (a doc type with no document)."""
+    allow_shrink: bool = False
+    """Let a ``write: replace`` remove any share of its table's rows (``--allow-shrink``);
+    otherwise a resource's ``replace: {max_shrink: …}`` (default half) is the limit."""
 
 
 @dataclass
@@ -361,7 +373,7 @@ def _load_resource(
     reports: list[Report] = []
     try:
         steps = build_steps(run.config, res, destination)
-        target = load_target(run.config, res, steps)
+        target = load_target(run.config, res, steps, allow_shrink=run.options.allow_shrink)
         stored = {}
         if destination is not None and not run.options.full_refresh:
             stored = destination.read_state(run.config.name, res.name)
@@ -575,9 +587,13 @@ def process_batch(
     rejects = [empty_rejects()]
     deduplicated = 0
     final = ("nul", _stored_text(res))
+    refused: _Refused | None = None
     for name, step in [*steps, final]:
         before = frame.height
         result = step(frame)
+        if refused is not None and isinstance(step, Validate):
+            rejects.append(step.check_refused(refused.frame, refused.rejects))
+        refused = _Refused.of(step, frame, result.rejects) if isinstance(step, Cast) else None
         removed = before - result.frame.height
         rejected = result.rejects.get_column(ROW).n_unique() if result.rejects.height else 0
         if removed != rejected + result.deduplicated:
@@ -598,6 +614,28 @@ def process_batch(
         ]
     )
     return frame, quarantined, deduplicated
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """The records ``cast`` refused, as cast left them (each refused value null), kept for
+    the ``validate`` right after it: their quarantine row then lists every error at once."""
+
+    frame: pl.DataFrame
+    rejects: pl.DataFrame
+
+    @classmethod
+    def of(cls, cast: Step, frame: pl.DataFrame, rejects: pl.DataFrame) -> _Refused | None:
+        """Cast the refused rows of ``frame`` again with their refused values set to null."""
+        if rejects.height == 0:
+            return None
+        rows = frame.filter(pl.col(ROW).is_in(rejects.get_column(ROW).implode()))
+        for field_name in rejects.get_column("field").drop_nulls().unique():
+            if field_name in rows.columns:
+                bad = rejects.filter(pl.col("field") == field_name).get_column(ROW)
+                blanked = pl.when(pl.col(ROW).is_in(bad.implode())).then(None)
+                rows = rows.with_columns(blanked.otherwise(pl.col(field_name)).alias(field_name))
+        return cls(cast(rows).frame, rejects)
 
 
 def _stored_text(res: Resource) -> NulCheck:
@@ -813,7 +851,14 @@ def _columns_with_key_required(res: Resource) -> Mapping[str, ColumnSpec]:
     return columns
 
 
-def load_target(config: PipelineConfig, res: Resource, steps: list[tuple[str, Step]]) -> LoadTarget:
+def load_target(
+    config: PipelineConfig,
+    res: Resource,
+    steps: list[tuple[str, Step]],
+    *,
+    allow_shrink: bool = False,
+) -> LoadTarget:
+    """What the resource's load writes; ``allow_shrink`` lifts a replace's shrink limit."""
     # A name the file spells in full (a long header, snake_cased) is stored shortened.
     declared: dict[str, ColumnType] = {
         fit_name(name): spec.type
@@ -826,6 +871,7 @@ def load_target(config: PipelineConfig, res: Resource, steps: list[tuple[str, St
         write=res.spec.write,
         primary_key=tuple(fit_name(key) for key in res.spec.primary_key),
         declared=declared,
+        max_shrink=None if allow_shrink else _max_shrink(res),
     )
     dedupes = [step for _, step in steps if isinstance(step, Dedupe)]
     if dedupes:
@@ -836,6 +882,11 @@ def load_target(config: PipelineConfig, res: Resource, steps: list[tuple[str, St
     if res.spec.write is WriteMode.MERGE and not target.primary_key:  # pragma: no cover
         raise StepError("merge needs a primary_key", resource=res.name, step="write")
     return target
+
+
+def _max_shrink(res: Resource) -> float:
+    """The resource's ``replace: {max_shrink: …}``, else the default (half the table)."""
+    return res.spec.replace.max_shrink if res.spec.replace else DEFAULT_MAX_SHRINK
 
 
 def normalized_names(columns: list[str]) -> dict[str, str]:

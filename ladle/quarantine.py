@@ -90,6 +90,43 @@ def storable_json(value: Any) -> str:
 
 _SCHEMA = {"position": pl.String, "raw": pl.String, "errors": pl.String}
 
+_NUMBER = re.compile(r"([0-9]+)")
+
+
+def position_key(position: str) -> tuple[tuple[tuple[str, int], ...], str]:
+    """Sort key that reads a position's numbers as numbers, file name first: ``f:2`` before
+    ``f:12514``, ``f:12-80`` before ``f:100``, ``f#[9]`` before ``f#[10]``, ``c2.csv`` before
+    ``c10.csv``. Text sorts as text; the position itself breaks ties (``f:07`` and ``f:7``)."""
+    parts = _NUMBER.split(position)
+    pairs = tuple(
+        (parts[i], int(parts[i + 1]) if i + 1 < len(parts) else -1) for i in range(0, len(parts), 2)
+    )
+    return pairs, position
+
+
+def in_position_order(rows: pl.DataFrame) -> pl.DataFrame:
+    """Quarantine rows by resource, then by position read as :func:`position_key` reads it."""
+    keys = [
+        (resource or "", position_key(position or ""))
+        for resource, position in rows.select("resource", "position").iter_rows()
+    ]
+    return rows[sorted(range(rows.height), key=keys.__getitem__)]
+
+
+def first_positions(rows: pl.DataFrame) -> list[dict[str, Any]]:
+    """Per run and resource (in the order the rows come): how many records, and the first
+    position in :func:`position_key` order (what ``ladle quarantine list`` shows)."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for run_id, resource, position in rows.select("run_id", "resource", "position").iter_rows():
+        group = groups.setdefault(
+            (run_id, resource),
+            {"run_id": run_id, "resource": resource, "records": 0, "first_position": position},
+        )
+        group["records"] += 1
+        if position_key(position) < position_key(group["first_position"]):
+            group["first_position"] = position
+    return list(groups.values())
+
 
 def _empty() -> pl.DataFrame:
     return pl.DataFrame(schema=_SCHEMA)

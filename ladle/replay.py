@@ -18,7 +18,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import polars as pl
@@ -381,11 +381,15 @@ def _json(value: Any) -> Any:
 
 
 def _target(target: LoadTarget, res: Resource) -> LoadTarget:
-    """As ``ladle worker`` loads an appending stream resource: merged on the entry id."""
+    """As ``ladle worker`` loads an appending stream resource: merged on the entry id. A
+    ``write: replace`` resource gets its replayed records appended: swapping in a table of
+    only those records would throw away the rest of the run's rows."""
     if res.source_type == "redis_stream":
         from ladle.worker import stream_target
 
         return stream_target(target, res)
+    if target.write is WriteMode.REPLACE:
+        return replace(target, write=WriteMode.APPEND)
     return target
 
 

@@ -115,6 +115,12 @@ def test_quarantine_show_lists_errors(
     assert shown.exit_code == 0
     assert "orders data/orders.jsonl:4" in shown.stdout
     assert "status: [in]" in shown.stdout
+    # Line 7's bad date and negative amount are listed together.
+    assert (
+        "orders data/orders.jsonl:7\n"
+        "  ordered_at: [type] cannot parse 'not a date' as timestamptz (value 'not a date')\n"
+        "  amount: [min] -3.00 is less than min 0 (value '-3.00')\n"
+    ) in shown.stdout
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "postgres"])

@@ -8,6 +8,7 @@ what to do on failure) stays in :mod:`ladle.pipeline`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +16,8 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from ladle.config import WriteMode
-from ladle.errors import ConfigError
+from ladle.config import DEFAULT_MAX_SHRINK, WriteMode
+from ladle.errors import ConfigError, DestinationError
 from ladle.ledger import RunEntry
 from ladle.redact import mask as mask  # re-exported: destinations mask their URLs
 from ladle.schema import ColumnType
@@ -36,6 +37,8 @@ class LoadTarget:
     """Key to keep one row per across the whole load (merge always uses the primary key)."""
     dedupe_keep: str = "last"
     dedupe_order_by: str | None = None
+    max_shrink: float | None = DEFAULT_MAX_SHRINK
+    """Replace only: the largest share of the table's rows the swap may remove; None: any."""
 
     @property
     def dedupe_keys(self) -> list[tuple[str, ...]]:
@@ -54,6 +57,25 @@ class LoadCounts:
     updated: int
     unchanged: int
     deduplicated: int
+
+
+def check_shrink(target: LoadTarget, before: int, after: int) -> None:
+    """Refuse a replace that would leave ``after`` of the table's ``before`` rows, if that
+    removes more than ``target.max_shrink`` of them. Called before the swap, so a source
+    that came back empty cannot silently empty the table; an empty table is never refused."""
+    limit = target.max_shrink
+    if limit is None or before == 0 or (before - after) / before <= limit:
+        return
+    share = (before - after) / before
+    shown, allowed = f"{share * 100:.0f}", f"{limit * 100:.0f}"
+    if shown == allowed:  # 50.4 % against 50 %: show the digit that makes it more
+        shown, allowed = f"{share * 100:.1f}", f"{limit * 100:.1f}"
+    needed = math.ceil(share * 100) / 100
+    raise DestinationError(
+        f"replace would shrink {target.table!r} from {before:,} to {after:,} rows "
+        f"(\u2212{shown} %, more than the {allowed} % allowed); nothing was changed. "
+        f"Pass --allow-shrink or set replace: {{max_shrink: {needed:g}}}"
+    )
 
 
 @dataclass(frozen=True)

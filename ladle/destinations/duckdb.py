@@ -21,7 +21,7 @@ import polars as pl
 
 from ladle.batch import SEQ
 from ladle.config import WriteMode
-from ladle.destinations import Check, LoadCounts, LoadTarget, mask
+from ladle.destinations import Check, LoadCounts, LoadTarget, check_shrink, mask
 from ladle.destinations.evolve import batch_types, evolve
 from ladle.destinations.references import empty_keys, key_lookup, typed_name
 from ladle.errors import DestinationError
@@ -289,15 +289,22 @@ class DuckDBLoad:
                     counts = LoadCounts(inserted, 0, 0, deduplicated)
                 self._con.execute(f"DROP TABLE {quote(self._stage_name)}")
             if self._target.write is WriteMode.REPLACE:
-                self._con.execute(f"DROP TABLE IF EXISTS {quote(self._table)}")
-                self._con.execute(
-                    f"ALTER TABLE {quote(self._write_into)} RENAME TO {quote(self._table)}"
-                )
+                self._swap(counts.inserted)
             return counts
 
+    def _swap(self, rows: int) -> None:
+        """Replace: put the new table (``rows`` rows) in the old one's place, unless that
+        shrinks the old one more than the target allows."""
+        if _columns(self._con, self._table) is not None:
+            check_shrink(self._target, self._count(self._table), rows)
+        self._con.execute(f"DROP TABLE IF EXISTS {quote(self._table)}")
+        self._con.execute(f"ALTER TABLE {quote(self._write_into)} RENAME TO {quote(self._table)}")
+
     def _finish_empty(self) -> LoadCounts:
-        """Nothing was staged: replace empties the table; other modes change nothing."""
+        """Nothing was staged: replace empties the table (within its shrink limit); other
+        modes change nothing."""
         if self._target.write is WriteMode.REPLACE and _columns(self._con, self._table):
+            check_shrink(self._target, self._count(self._table), 0)
             self._con.execute(f"DELETE FROM {quote(self._table)}")
         return LoadCounts(0, 0, 0, 0)
 

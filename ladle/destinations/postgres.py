@@ -30,7 +30,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ladle.batch import SEQ
 from ladle.config import WriteMode
-from ladle.destinations import Check, LoadCounts, LoadTarget, mask
+from ladle.destinations import Check, LoadCounts, LoadTarget, check_shrink, mask
 from ladle.destinations.evolve import TEXT, batch_types, evolve
 from ladle.destinations.keyset import KeySet, key_hashes
 from ladle.destinations.references import KeyLookup, empty_keys, key_lookup
@@ -461,20 +461,36 @@ class PostgresLoad:
                     inserted = self._insert_staged()
                     counts = LoadCounts(self._copied + inserted, 0, 0, deduplicated)
             if self._target.write is WriteMode.REPLACE:
-                self._execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._ident(self._table)))
-                self._execute(
-                    sql.SQL("ALTER TABLE {} RENAME TO {}").format(
-                        self._ident(self._write_into), sql.Identifier(self._table)
-                    )
-                )
+                self._swap(counts.inserted)
             return counts
 
+    def _swap(self, rows: int) -> None:
+        """Replace: put the new table (``rows`` rows) in the old one's place, unless that
+        shrinks the old one more than the target allows."""
+        if _columns(self._conn, self._schema, self._table) is not None:
+            check_shrink(self._target, self._count_rows(), rows)
+        self._execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._ident(self._table)))
+        self._execute(
+            sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                self._ident(self._write_into), sql.Identifier(self._table)
+            )
+        )
+
     def _finish_empty(self) -> LoadCounts:
+        """Nothing was staged: replace empties the table (within its shrink limit); other
+        modes change nothing."""
         if self._target.write is WriteMode.REPLACE and _columns(
             self._conn, self._schema, self._table
         ):
+            check_shrink(self._target, self._count_rows(), 0)
             self._execute(sql.SQL("DELETE FROM {}").format(self._ident(self._table)))
         return LoadCounts(0, 0, 0, 0)
+
+    def _count_rows(self) -> int:
+        """Rows in the target table as this transaction sees it (the table a replace swaps out)."""
+        row = self._execute(sql.SQL("SELECT count(*) FROM {}").format(self._ident(self._table)))
+        found = row.fetchone()
+        return int(found[0]) if found else 0
 
     def _dedupe(self) -> int:
         """Delete all but one staged row per key (keep first/last by order column, then seq)."""

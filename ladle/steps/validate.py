@@ -14,10 +14,13 @@ Semantics worth knowing:
 - ``unique`` holds for the whole run: the first occurrence that passes every other rule
   is kept and later ones, in this batch or a later one, are rejected.
 - A row gets one reject per rule it fails.
+- A record ``cast`` refused is checked too (see :meth:`Validate.check_refused`), so its
+  quarantine row lists a bad date and a missing required field together.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +95,31 @@ class Validate:
         for unique in self._unique:
             unique.remember(kept)
         return StepResult(frame=kept, rejects=combined)
+
+    def check_refused(self, frame: pl.DataFrame, refused: pl.DataFrame) -> pl.DataFrame:
+        """Rejects for records ``cast`` refused, so that their quarantine row lists every error.
+
+        ``frame`` holds those records as cast left them, each refused value null;
+        ``refused`` names them (:data:`ROW`, ``field``). Every rule that can be evaluated
+        runs: a refused value counts as present for ``required`` (it was there, only
+        bad) and passes every other rule; a check whose expression names a refused field
+        is not run for that record; ``unique`` is not run (the record is not kept, so it
+        neither repeats a value nor is remembered). Nothing here changes what is kept.
+        """
+        try:
+            rejects = [r for column in self._columns for r in column.rejects(frame)]
+        except ValueError as exc:
+            raise self._error(str(exc)) from None
+        bad = refused.select(ROW, "field").unique()
+        present = bad.with_columns(pl.lit("required").alias("rule"))
+        combined = pl.concat([empty_rejects(), *rejects])
+        kept = combined.join(present, on=[ROW, "field", "rule"], how="anti")
+        checks = self._check_rejects(frame) if frame.height else []
+        for check, found in zip(self._checks, checks, strict=True):
+            named = [f for f in bad.get_column("field").unique() if _names(check.expr, f)]
+            blind = bad.filter(pl.col("field").is_in(named)).select(ROW).unique()
+            kept = pl.concat([kept, found.join(blind, on=ROW, how="anti")])
+        return kept.sort(ROW, maintain_order=True)
 
     def _check_rejects(self, frame: pl.DataFrame) -> list[pl.DataFrame]:
         if self._engine is None:
@@ -302,6 +330,12 @@ class _Unique:
         if self.seen.dtype == dtype:
             return values.is_in(self.seen.implode())
         return as_text(values, dtype).is_in(_as_text(self.seen).implode())
+
+
+def _names(expr: str, column: str) -> bool:
+    """Whether a SQL expression mentions ``column`` (bare, any case, or double-quoted)."""
+    bare = rf"(?<![\w\"]){re.escape(column)}(?![\w\"])"
+    return bool(re.search(bare, expr, re.IGNORECASE)) or f'"{column}"' in expr
 
 
 def _as_text(values: pl.Series) -> pl.Series:
