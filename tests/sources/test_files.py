@@ -133,7 +133,7 @@ def test_gz_file_that_is_not_gzip_is_an_error(tmp_path: Path) -> None:
     """A ``.gz`` that is not gzip names the file and suggests dropping the extension."""
     (tmp_path / "x.jsonl.gz").write_text('{"a": 1}\n')
     assert _error(tmp_path, "x.jsonl.gz") == (
-        "x.jsonl.gz: not a gzip file (Not a gzipped file (b'{\"')); "
+        "x.jsonl.gz: not gzip-compressed (it starts with b'{\"a\": 1}'); "
         "if it is not compressed, drop the .gz extension"
     )
 
@@ -201,7 +201,7 @@ def test_every_bad_file_of_a_glob_is_named(tmp_path: Path) -> None:
         "*: 2 files cannot be read, so nothing of them was loaded: "
         "b.json#[1]: invalid JSON at the end of the file (line 1, column 4), after 1 records: "
         "parse error: premature EOF; "
-        "c.jsonl.gz: not a gzip file (Not a gzipped file (b'no')); "
+        "c.jsonl.gz: not gzip-compressed (it starts with b'not gzip'); "
         "if it is not compressed, drop the .gz extension"
     )
 
