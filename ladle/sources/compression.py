@@ -174,8 +174,7 @@ class _ZstdFrames:
             import zstandard  # a driver: imported when a zstd file is read
         except ImportError:
             raise SourceError(
-                "reading zstd-compressed files needs the zstandard package: "
-                "pip install zstandard",
+                "reading zstd-compressed files needs the zstandard package: pip install zstandard",
                 position=name,
             ) from None
         self._zstd = zstandard

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ladle.batch import SourceBatch
 from ladle.errors import SourceError
 from ladle.memory import BatchBudget
+from ladle.schema import normalize_name
 from ladle.sources import SourceContext
 from ladle.sources.compression import Compression, CorruptData, by_content, opened, split_name
 from ladle.sources.csv_records import MAX_FIELD_CHARS, Ragged
@@ -91,9 +92,9 @@ class FileOptions(BaseModel):
     """CSV: the longest field; a record with a longer one is quarantined whole (its first
     1,048,576 characters kept), with its span of lines, and reading goes on after it."""
     file_column: str | None = None
-    """A column to add to every record, holding the file's path below the glob's fixed
-    part (``path: exports/*/orders-*.csv`` gives ``north/orders-2024-05.csv``; a plain
-    path gives the file's name), for ``derive`` to take a date or region from."""
+    """A column to add to every record (e.g. ``source_file``), holding the file's path below
+    the glob's fixed part (``path: exports/*/orders-*.csv`` gives ``north/orders-2024-05.csv``;
+    a plain path gives the file's name), for ``derive`` to take a date or region from."""
     null_values: NullValuesSpec | None = None
     """CSV and JSON: text values that mean null, e.g. ``[NA, "?", N/A]``; or lists by
     column, ``{price: ["-"], "*": [NA]}``, where a column's own list replaces ``*``'s
@@ -123,8 +124,14 @@ class FileOptions(BaseModel):
     @field_validator("file_column")
     @classmethod
     def _column_named(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("must name a column, such as _file")
+        # Source columns are stored snake_cased; a name that changes would not be found by
+        # the steps (derive) that use it under the name written here.
+        if value is not None and normalize_name(value) != value:
+            stored = normalize_name(value)
+            raise ValueError(
+                f"{value!r} would be stored as {stored!r} (column names are snake_cased); "
+                f"write `file_column: {stored}`, or a name such as source_file"
+            )
         return value
 
     @field_validator("null_values", mode="before")
@@ -346,7 +353,7 @@ class FileSource:
             return
         value = Path(os.path.relpath(path, self._root)).as_posix()
         for batch in batches:
-            if column in batch.frame.columns:
+            if column in map(normalize_name, batch.frame.columns):
                 raise SourceError(
                     f"`file_column: {column}` names a column the file already has; "
                     "choose another name",
