@@ -305,16 +305,17 @@ class FileSource:
         want = SAMPLE if encoding == "auto" else HEAD
         try:
             with open(path, "rb") as file:
-                head = file.read(HEAD)
-            kind = by_content(head)
-            if named is not None and kind is None and head:
+                sample = file.read(want)
+            kind = by_content(sample)
+            if named is not None and kind is None and sample:
                 raise SourceError(
-                    f"not {named}-compressed (it starts with {head[:8]!r}); if it is not "
+                    f"not {named}-compressed (it starts with {sample[:8]!r}); if it is not "
                     f"compressed, drop the {os.path.splitext(path.name)[1]} extension",
                     position=name,
                 )
-            with opened(path, kind, name) as (stream, _):
-                sample = stream.read(want)
+            if kind is not None:  # the sample is of the content, not of the file
+                with opened(path, kind, name) as (stream, _):
+                    sample = stream.read(want)
         except CorruptData as exc:
             raise SourceError(str(exc), position=name) from exc
         except OSError as exc:

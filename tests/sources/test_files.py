@@ -298,20 +298,23 @@ def test_zstd_file_of_several_frames_is_read_whole(tmp_path: Path) -> None:
     assert batch.frame.rows() == [(1,), (2,)]
 
 
-@pytest.mark.parametrize(
-    ("kind", "detail"),
-    [
-        ("bz2", "Compressed file ended before the end-of-stream marker was reached"),
-        ("xz", "Compressed file ended before the end-of-stream marker was reached"),
-        ("zstd", "Compressed file ended before the end-of-stream marker was reached"),
-    ],
-)
-def test_truncated_bz2_xz_and_zstd_are_errors(tmp_path: Path, kind: str, detail: str) -> None:
-    """A compressed stream cut short is an error naming the file and the compression."""
-    whole = _COMPRESS[kind](b"".join(b'{"a": %d}\n' % i for i in range(100_000)))
-    (tmp_path / "x.jsonl").write_bytes(whole[: len(whole) // 2])
-    assert _error(tmp_path, "x.jsonl") == (
-        f"x.jsonl: the {kind} data is truncated or corrupt ({detail})"
+_RECORDS = {
+    "x.jsonl": b"".join(b'{"a": %d}\n' % i for i in range(100_000)),
+    "x.csv": b"a\n" + b"".join(b"%d\n" % i for i in range(200_000)),
+    "x.json": b"[" + b",".join(b'{"a": %d}' % i for i in range(100_000)) + b"]",
+}
+
+
+@pytest.mark.parametrize("kind", ["bz2", "xz", "zstd"])
+@pytest.mark.parametrize("name", sorted(_RECORDS))
+def test_truncated_bz2_xz_and_zstd_are_errors(tmp_path: Path, kind: str, name: str) -> None:
+    """A compressed stream cut short is an error naming the file and the compression,
+    whichever reader was reading it."""
+    whole = _COMPRESS[kind](_RECORDS[name])
+    (tmp_path / name).write_bytes(whole[: len(whole) // 2])
+    assert _error(tmp_path, name) == (
+        f"{name}: the {kind} data is truncated or corrupt "
+        "(Compressed file ended before the end-of-stream marker was reached)"
     )
 
 
