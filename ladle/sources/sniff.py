@@ -25,7 +25,10 @@ _EXTRACT = (
 )
 _EXPORT = "export it as CSV"
 _CHECK = "check where the file came from"
-_HTML = re.compile(rb"<(!doctype\s+html|html|head|body|meta|title|script)[\s>/]")
+_HTML = re.compile(rb"<(!doctype\s+html|html|head|body)[\s>/]")
+_HTML_PART = re.compile(rb"<(meta|title|script|link|div)[\s>/]")
+"""Tags that start an HTML fragment; in line-based formats, only with a closing tag after."""
+_CLOSING = re.compile(rb"</(title|script|head|body|html|div)>")
 _TAG = re.compile(rb"<[a-z_][\w:.-]*[\s>/]")
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -87,7 +90,9 @@ def refusal(head: bytes, fmt: str, *, encoding: str) -> str | None:
             return f"looks like {magic.what}, not {label}; {magic.advice}"
     if fmt == "parquet":
         return _markup(head, strict=True, label=label)
-    return _markup(head, strict=fmt == "csv", label=label) or _binary(head, label, encoding)
+    # One line of CSV or JSON Lines may be anything (it is quarantined); a JSON document
+    # that starts with "<" is never JSON.
+    return _markup(head, strict=fmt != "json", label=label) or _binary(head, label, encoding)
 
 
 def bom_encoding(head: bytes) -> str | None:
@@ -136,7 +141,8 @@ def _same_text(sample: bytes, one: str, other: str) -> bool:
 
 
 def _markup(head: bytes, *, strict: bool, label: str) -> str | None:
-    """An HTML page or an XML document; ``strict`` (CSV): only by an unmistakable start."""
+    """An HTML page or an XML document; ``strict``: only by an unmistakable start (a header
+    ``<id>,<name>`` is CSV, whose angle brackets are data)."""
     for bom, _ in _BOMS:
         head = head.removeprefix(bom)
     text = head.lstrip()
@@ -145,7 +151,12 @@ def _markup(head: bytes, *, strict: bool, label: str) -> str | None:
         return None
     shown = _snippet(text)
     xml_start = lower.startswith((b"<?xml", b"<!doctype"))
-    if _HTML.match(lower) or ((xml_start or lower.startswith(b"<!--")) and b"<html" in lower):
+    fragment = _HTML_PART.match(lower) and (not strict or _CLOSING.search(lower))
+    if (
+        _HTML.match(lower)
+        or fragment
+        or ((xml_start or lower.startswith(b"<!--")) and b"<html" in lower)
+    ):
         return (
             f"looks like an HTML page, not {label} (it starts with {shown}); a download that "
             "was redirected to a login or error page saves one: fetch the file again"

@@ -485,6 +485,19 @@ def _tar_gz() -> bytes:
             "looks like UTF-16 text without a byte order mark, not CSV; set `encoding: utf-16-le`",
         ),
         (
+            "t.csv",
+            b"<title>Service unavailable</title>\n<p>Try again later</p>\n",
+            "looks like an HTML page, not CSV (it starts with "
+            "'<title>Service unavailable</title>'); " + _HTML_ADVICE,
+        ),
+        (
+            "t.json",
+            b"<error><code>403</code></error>",
+            "looks like an XML document, not JSON (it starts with "
+            "'<error><code>403</code></error>'); "
+            "ladle reads CSV, JSON, JSON Lines and Parquet",
+        ),
+        (
             "t.parquet",
             b"<!doctype html><html></html>",
             "looks like an HTML page, not Parquet (it starts with '<!doctype html><html></html>'); "
@@ -505,6 +518,7 @@ def test_a_file_that_is_not_its_format_is_refused(
     ("content", "options"),
     [
         (b"<id>,name\n1,Ann\n", {}),
+        (b"<title>,<body>\n1,Ann\n", {}),
         (b"id,note\n1,ok\n2,x\x00y\n3,also ok\n", {}),
         ("id,name\n1,Ann\n".encode("utf-16"), {"encoding": "utf-16"}),
         ("id,name\n1,Ann\n".encode("utf-16-le"), {"encoding": "utf-16-le"}),
