@@ -39,6 +39,8 @@ _BOMS = (
 )
 _CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
 """C0 controls that text does not hold (tab, line breaks, form feed and escape do occur)."""
+_EQUALS = 0.05
+"""charset-normalizer's "chaos" (share of odd characters) within which two readings tie."""
 _BINARY_SHARE = 0.05
 _BINARY_LEAST = 4
 
@@ -123,12 +125,11 @@ def detect_encoding(sample: bytes, *, whole: bool) -> str | None:
     if not matches:
         return None
     best = matches[0]
-    for match in matches:
-        if codecs.lookup(match.encoding).name == "cp1252" and (
-            match.chaos <= best.chaos + 0.05 or _same_text(sample, match.encoding, best.encoding)
-        ):
-            return "cp1252"
-    if _same_text(sample, "cp1252", best.encoding):
+    near = any(
+        codecs.lookup(match.encoding).name == "cp1252" and match.chaos <= best.chaos + _EQUALS
+        for match in matches
+    )
+    if near or _same_text(sample, "cp1252", best.encoding):
         return "cp1252"
     return codecs.lookup(best.encoding).name
 
