@@ -1,7 +1,8 @@
-"""The ``file`` source: a path or glob of JSON, JSON Lines, CSV or Parquet files, maybe gzipped.
+"""The ``file`` source: a path or glob of JSON, JSON Lines, CSV or Parquet files, maybe compressed.
 
-This module finds the files, opens them (through ``gzip`` for ``.gz``), picks the
-reader for each, and keeps the byte count honest; the readers turn bytes into batches.
+This module finds the files, looks at what each holds (compression, kind, encoding:
+:mod:`ladle.sources.compression`, :mod:`ladle.sources.sniff`), opens it, picks the
+reader, and keeps the byte count honest; the readers turn bytes into batches.
 A file that cannot be read at all stops the run with a :class:`~ladle.errors.SourceError`
 naming it; a record that cannot be read goes to quarantine with its position.
 """
@@ -10,26 +11,27 @@ from __future__ import annotations
 
 import codecs
 import glob
-import gzip
 import hashlib
-import io
 import os
-import zlib
 from collections.abc import Callable, Generator, Iterator
-from contextlib import closing, contextmanager
-from dataclasses import replace
+from contextlib import closing
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, Literal, cast
+from typing import IO, Any, Literal
 
+import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ladle.batch import SourceBatch
 from ladle.errors import SourceError
 from ladle.memory import BatchBudget
+from ladle.schema import normalize_name
 from ladle.sources import SourceContext
+from ladle.sources.compression import Compression, CorruptData, by_content, opened, split_name
 from ladle.sources.csv_records import MAX_FIELD_CHARS, Ragged
 from ladle.sources.json_scan import DEFAULT_MAX_DEPTH
 from ladle.sources.null_values import NullValues, NullValuesSpec
+from ladle.sources.sniff import HEAD, SAMPLE, detect_encoding, refusal
 from ladle.state import FILES
 
 Format = Literal["json", "jsonl", "ndjson", "csv", "parquet"]
@@ -43,7 +45,7 @@ _EXTENSIONS: dict[str, Format] = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-_BUFFER = 1 << 20
+_GLOB = frozenset("*?[")
 
 
 class FileOptions(BaseModel):
@@ -55,7 +57,8 @@ class FileOptions(BaseModel):
     path: str
     """A path or glob, relative to the pipeline file's directory; matches are read sorted."""
     format: Format | None = None
-    """Not set: from the extension, after stripping ``.gz``."""
+    """Not set: from the extension, after stripping a compression extension (``.gz``,
+    ``.bz2``, ``.xz``, ``.zst``). Compression itself is told from the content."""
     records: str | None = None
     """JSON documents: the path of the array of records: keys joined by dots, ``[N]`` for
     the Nth item of an array or ``[*]`` for each, e.g. ``payload.facilities``,
@@ -65,8 +68,11 @@ class FileOptions(BaseModel):
     (a document fails, a line is quarantined) before any parser reads it, so that no file
     can exhaust memory."""
     encoding: str = "utf-8"
-    """Text encoding; UTF-8 also strips a byte order mark. CSV text read as latin-1 that
-    holds C1 control characters (U+0080-U+009F) is reported: the file is likely cp1252."""
+    """Text encoding; UTF-8 also strips a byte order mark. ``auto``: detected for each file
+    from its first 64 KiB (a byte order mark, else UTF-8 if it is valid, else the closest
+    single-byte encoding, cp1252 among equals) and named in the run summary. CSV text read
+    as latin-1 that holds C1 control characters (U+0080-U+009F) is reported: the file is
+    likely cp1252."""
     delimiter: str | None = None
     """CSV: the field separator; not set: sniffed from the start of the file, else ``,``."""
     quotechar: str | None = None
@@ -85,6 +91,10 @@ class FileOptions(BaseModel):
     max_field_chars: int = Field(default=MAX_FIELD_CHARS, ge=1)
     """CSV: the longest field; a record with a longer one is quarantined whole (its first
     1,048,576 characters kept), with its span of lines, and reading goes on after it."""
+    file_column: str | None = None
+    """A column to add to every record (e.g. ``source_file``), holding the file's path below
+    the glob's fixed part (``path: exports/*/orders-*.csv`` gives ``north/orders-2024-05.csv``;
+    a plain path gives the file's name), for ``derive`` to take a date or region from."""
     null_values: NullValuesSpec | None = None
     """CSV and JSON: text values that mean null, e.g. ``[NA, "?", N/A]``; or lists by
     column, ``{price: ["-"], "*": [NA]}``, where a column's own list replaces ``*``'s
@@ -101,10 +111,27 @@ class FileOptions(BaseModel):
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, value: str) -> str:
+        if value == "auto":
+            return value
         try:
             codecs.lookup(value)
         except LookupError:
-            raise ValueError(f"unknown encoding {value!r}; try utf-8, latin-1 or cp1252") from None
+            raise ValueError(
+                f"unknown encoding {value!r}; try utf-8, latin-1, cp1252 or auto"
+            ) from None
+        return value
+
+    @field_validator("file_column")
+    @classmethod
+    def _column_named(cls, value: str | None) -> str | None:
+        # Source columns are stored snake_cased; a name that changes would not be found by
+        # the steps (derive) that use it under the name written here.
+        if value is not None and normalize_name(value) != value:
+            stored = normalize_name(value)
+            raise ValueError(
+                f"{value!r} would be stored as {stored!r} (column names are snake_cased); "
+                f"write `file_column: {stored}`, or a name such as source_file"
+            )
         return value
 
     @field_validator("null_values", mode="before")
@@ -143,10 +170,11 @@ class FileSource:
         stored = context.state.get(FILES)
         self._loaded: dict[str, FileMeta] = dict(stored) if isinstance(stored, dict) else {}
         self._null_values = NullValues(options.null_values)
+        self._root = _glob_root(self._base, options.path)
 
     def paths(self) -> list[Path]:
         """The files to read, sorted; raises SourceError when there are none."""
-        if not any(char in self.options.path for char in "*?["):
+        if not _GLOB.intersection(self.options.path):
             single = os.path.normpath(os.path.join(self._base, self.options.path))
             if not os.path.isfile(single):
                 raise SourceError(
@@ -236,42 +264,108 @@ class FileSource:
 
     def _read(self, path: Path, skip: int) -> Iterator[SourceBatch]:
         name = self._display(path)
-        fmt = _format_of(path, self.options.format, name)
-        gzipped = path.name.lower().endswith(".gz")
+        plan = self._inspect(path, name)
         try:
             size = path.stat().st_size
             with (
-                _open(path, gzipped=gzipped) as (stream, consumed),
+                opened(path, plan.compression, name, seek=plan.fmt == "parquet") as (
+                    stream,
+                    consumed,
+                ),
                 # Close the reader before its file, also when the consumer stops early.
                 closing(
-                    self._reader(fmt, stream, name, path=path, consumed=consumed, skip=skip)
+                    self._reader(plan, stream, name, path=path, consumed=consumed, skip=skip)
                 ) as batches,
             ):
                 counted = _all_bytes_counted(batches, size)
-                yield from counted if fmt == "parquet" else map(self._null_values, counted)
-        except gzip.BadGzipFile as exc:
-            raise SourceError(
-                f"not a gzip file ({exc}); if it is not compressed, drop the .gz extension",
-                position=name,
-            ) from exc
-        except (EOFError, zlib.error) as exc:
-            raise SourceError(
-                f"the gzip data is truncated or corrupt ({exc})", position=name
-            ) from exc
+                read = counted if plan.fmt == "parquet" else map(self._null_values, counted)
+                yield from self._with_file_column(read, path, name)
+        except CorruptData as exc:
+            raise SourceError(str(exc), position=name) from exc
         except OSError as exc:
             raise SourceError(
                 f"cannot read the file: {exc.strerror or exc}", position=name
             ) from exc
         except UnicodeError as exc:
             raise SourceError(
-                f"cannot decode the file as {self.options.encoding} ({exc}); "
+                f"cannot decode the file as {plan.encoding} ({exc}); "
                 "set `encoding:` to the file's encoding",
                 position=name,
             ) from exc
 
+    def _inspect(self, path: Path, name: str) -> _Plan:
+        """Format, compression and encoding of one file, from its name and its first bytes.
+
+        Raises SourceError for a file that is not what it should be (an HTML page, an
+        archive, binary data, a ``.gz`` that is not compressed) before a record is read.
+        """
+        stem, named = split_name(path.name)
+        fmt = _format_of(stem, self.options.format, name)
+        encoding = self.options.encoding
+        want = SAMPLE if encoding == "auto" else HEAD
+        try:
+            with open(path, "rb") as file:
+                sample = file.read(want)
+            kind = by_content(sample)
+            if named is not None and kind is None and sample:
+                raise SourceError(
+                    f"not {named}-compressed (it starts with {sample[:8]!r}); if it is not "
+                    f"compressed, drop the {os.path.splitext(path.name)[1]} extension",
+                    position=name,
+                )
+            if kind is not None:  # the sample is of the content, not of the file
+                with opened(path, kind, name) as (stream, _):
+                    sample = stream.read(want)
+        except CorruptData as exc:
+            raise SourceError(str(exc), position=name) from exc
+        except OSError as exc:
+            raise SourceError(
+                f"cannot read the file: {exc.strerror or exc}", position=name
+            ) from exc
+        if kind is not None and kind != named:
+            also = "" if named is None else f", not {named} as its name says"
+            self.context.notices.append(f"{name} is {kind}-compressed{also}; read as {kind}")
+        problem = refusal(sample[:HEAD], fmt, encoding=encoding)
+        if problem is not None:
+            raise SourceError(problem, position=name)
+        if encoding == "auto" and fmt != "parquet":
+            encoding = self._detected(sample, name, whole=len(sample) < want)
+        return _Plan(fmt, kind, encoding)
+
+    def _detected(self, sample: bytes, name: str, *, whole: bool) -> str:
+        """The encoding ``encoding: auto`` finds for a file, named in the run summary."""
+        detected = detect_encoding(sample, whole=whole)
+        if detected is None:
+            raise SourceError(
+                f"cannot detect the encoding from the first {len(sample):,} bytes; "
+                "set `encoding:` to the file's encoding",
+                position=name,
+            )
+        self.context.notices.append(f"{name}: encoding detected as {detected}")
+        return detected
+
+    def _with_file_column(
+        self, batches: Iterator[SourceBatch], path: Path, name: str
+    ) -> Iterator[SourceBatch]:
+        """Add ``file_column`` (the path below the glob's root) to every batch, if asked."""
+        column = self.options.file_column
+        if column is None:
+            yield from batches
+            return
+        value = Path(os.path.relpath(path, self._root)).as_posix()
+        for batch in batches:
+            if column in map(normalize_name, batch.frame.columns):
+                raise SourceError(
+                    f"`file_column: {column}` names a column the file already has; "
+                    "choose another name",
+                    position=name,
+                )
+            values = pl.Series(column, [value] * batch.frame.height, dtype=pl.String)
+            yield replace(batch, frame=batch.frame.with_columns(values))
+
     def _reader(
         self,
-        fmt: Format,
+        plan: _Plan,
         stream: IO[bytes],
         name: str,
         *,
@@ -281,12 +375,12 @@ class FileSource:
     ) -> Generator[SourceBatch, None, None]:
         # Readers are imported here so that validating a pipeline file does not load them.
         options, batch_size = self.options, self.context.batch_size
-        budget = self._budget
+        budget, fmt, encoding = self._budget, plan.fmt, plan.encoding
         if fmt == "parquet":
             from ladle.sources.parquet_reader import read_parquet
 
             # Parquet seeks; Arrow reads a plain file by path, faster than through Python.
-            source = stream if isinstance(stream, gzip.GzipFile) else str(path)
+            source = stream if plan.compression is not None else str(path)
             size = path.stat().st_size
             return read_parquet(
                 source, name, batch_size=batch_size, size=size, budget=budget, skip=skip
@@ -295,7 +389,7 @@ class FileSource:
             from ladle.sources.csv_reader import CsvOptions, read_csv
 
             csv_options = CsvOptions(
-                encoding=options.encoding,
+                encoding=encoding,
                 delimiter=options.delimiter,
                 quotechar=options.quotechar,
                 quoting=options.quote != "none",
@@ -325,7 +419,7 @@ class FileSource:
                 stream,
                 name,
                 batch_size=batch_size,
-                encoding=options.encoding,
+                encoding=encoding,
                 records=options.records,
                 resource=self.context.resource,
                 consumed=consumed,
@@ -337,7 +431,7 @@ class FileSource:
             stream,
             name,
             batch_size=batch_size,
-            encoding=options.encoding,
+            encoding=encoding,
             consumed=consumed,
             budget=budget,
             skip=skip,
@@ -392,11 +486,11 @@ def _sha256(path: Path) -> str:
         ) from exc
 
 
-def _format_of(path: Path, declared: Format | None, name: str) -> Format:
+def _format_of(stem: str, declared: Format | None, name: str) -> Format:
+    """The declared format, else the one the file name's extension (compression stripped) says."""
     if declared is not None:
         return "jsonl" if declared == "ndjson" else declared
-    stem = path.name.lower().removesuffix(".gz")
-    extension = os.path.splitext(stem)[1]
+    extension = os.path.splitext(stem.lower())[1]
     if extension not in _EXTENSIONS:
         shown = f"extension {extension!r}" if extension else "no extension"
         raise SourceError(
@@ -407,18 +501,24 @@ def _format_of(path: Path, declared: Format | None, name: str) -> Format:
     return _EXTENSIONS[extension]
 
 
-@contextmanager
-def _open(path: Path, *, gzipped: bool) -> Iterator[tuple[IO[bytes], Callable[[], int]]]:
-    """The file's content as a binary stream, and how many bytes of the file it has consumed."""
-    with open(path, "rb", buffering=0) as raw:
-        stream: IO[bytes]
-        if gzipped:
-            # A GzipFile is a binary stream; typeshed does not declare it as IO[bytes].
-            stream = cast("IO[bytes]", gzip.GzipFile(fileobj=raw, mode="rb"))
-        else:
-            stream = io.BufferedReader(raw, _BUFFER)
-        with stream:
-            yield stream, raw.tell
+def _glob_root(base: Path, pattern: str) -> Path:
+    """The directory that a pattern's fixed leading part names (a plain path: its directory)."""
+    parts = pattern.replace(os.sep, "/").split("/")[:-1]
+    fixed: list[str] = []
+    for part in parts:
+        if _GLOB.intersection(part):
+            break
+        fixed.append(part)
+    return Path(os.path.normpath(os.path.join(base, "/".join(fixed))))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How to read one file: what its name and first bytes showed."""
+
+    fmt: Format
+    compression: Compression | None
+    encoding: str
 
 
 def _all_bytes_counted(batches: Iterator[SourceBatch], size: int) -> Iterator[SourceBatch]:
