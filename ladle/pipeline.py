@@ -13,7 +13,7 @@ import resource as _rusage
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -26,7 +26,7 @@ from ladle.batch import ROW, SEQ, Counts, SourceBatch, empty_rejects
 from ladle.columns import ColumnSpec
 from ladle.config import PipelineConfig, Resource, WriteMode, from_mapping, load
 from ladle.destinations import Destination, Load, LoadTarget, connect, default_url
-from ladle.errors import LadleError, SourceError, StepError
+from ladle.errors import ConfigError, LadleError, SourceError, StepError
 from ladle.incremental import Cursor, encode
 from ladle.ledger import FAILED, QUEUED, RUNNING, SUCCEEDED, RunEntry
 from ladle.memory import MemoryGovernor
@@ -37,6 +37,7 @@ from ladle.sources import Report, SharedResources, Source, SourceContext, Statef
 from ladle.state import CHECKPOINT, CURSOR, LAST_RUN, RESERVED
 from ladle.steps import FinishingStep, Step, StepContext
 from ladle.steps import registry as step_registry
+from ladle.steps.columns import dropped_at
 from ladle.steps.dedupe import Dedupe
 from ladle.steps.foreign_keys import load_order
 from ladle.steps.nul import NulCheck
@@ -814,6 +815,13 @@ def _columns_with_key_required(res: Resource) -> Mapping[str, ColumnSpec]:
 
 
 def load_target(config: PipelineConfig, res: Resource, steps: list[tuple[str, Step]]) -> LoadTarget:
+    """What the load writes and how it dedupes, as the resource's steps leave the batch.
+
+    A column the load needs (the primary key of a merge, the dedupe key) that a step drops
+    is a ConfigError before anything is read. Order columns of the dedupe that a later step
+    drops cannot reach the load: the dedupe step then keeps each key's winner across
+    batches itself (:meth:`Dedupe.remember_winners`) and the load keeps the last row staged.
+    """
     # A name the file spells in full (a long header, snake_cased) is stored shortened.
     declared: dict[str, ColumnType] = {
         fit_name(name): spec.type
@@ -827,15 +835,37 @@ def load_target(config: PipelineConfig, res: Resource, steps: list[tuple[str, St
         primary_key=tuple(fit_name(key) for key in res.spec.primary_key),
         declared=declared,
     )
+    if res.spec.write is WriteMode.MERGE:
+        _refuse_dropped(res, res.spec.primary_key, 0, "the primary_key that merge matches rows on")
     dedupes = [step for _, step in steps if isinstance(step, Dedupe)]
     if dedupes:
         last = dedupes[-1]
-        target = replace(
-            target, dedupe_on=last.key, dedupe_keep=last.keep, dedupe_order_by=last.order_by
-        )
+        after = 1 + max((i for i, s in enumerate(res.steps) if s.name == "dedupe"), default=-1)
+        _refuse_dropped(res, last.key, after, "the key of dedupe, to dedupe across batches")
+        order_by, keep = last.order_by, last.keep
+        if any(dropped_at(c, res.steps[after:]) is not None for c in order_by):
+            last.remember_winners()
+            order_by, keep = (), "last"
+        target = replace(target, dedupe_on=last.key, dedupe_keep=keep, dedupe_order_by=order_by)
     if res.spec.write is WriteMode.MERGE and not target.primary_key:  # pragma: no cover
         raise StepError("merge needs a primary_key", resource=res.name, step="write")
     return target
+
+
+def _refuse_dropped(res: Resource, columns: Sequence[str], start: int, needs: str) -> None:
+    """A ConfigError at the step (from ``start`` on) that drops one of ``columns``."""
+    for column in columns:
+        index = dropped_at(column, res.steps[start:])
+        if index is not None:
+            step = res.steps[start + index]
+            file, _, line = step.where.rpartition(":")
+            raise ConfigError(
+                f"drops column {column!r}, which the load needs ({needs}); "
+                "remove it from this step",
+                file=file,
+                line=int(line),
+                key=f"resources.{res.name}.steps[{start + index}].{step.name}",
+            )
 
 
 def normalized_names(columns: list[str]) -> dict[str, str]:

@@ -86,10 +86,10 @@ def test_an_empty_batch(batch: Batch) -> None:
 
 def test_the_resolved_options_are_public() -> None:
     """The pipeline reads key, keep and order_by to dedupe across batches in the destination."""
-    step = Dedupe(DedupeOptions(on=["Ticket ID"], keep="first", order_by="Updated At"), KEYED)
-    assert (step.key, step.keep, step.order_by) == (("ticket_id",), "first", "updated_at")
+    step = Dedupe(DedupeOptions(on=["Ticket ID"], keep="first", order_by=["Updated At"]), KEYED)
+    assert (step.key, step.keep, step.order_by) == (("ticket_id",), "first", ("updated_at",))
     default = Dedupe(DedupeOptions(), KEYED)
-    assert (default.key, default.keep, default.order_by) == (("id",), "last", None)
+    assert (default.key, default.keep, default.order_by) == (("id",), "last", ())
 
 
 def test_without_a_key_the_step_says_what_to_set() -> None:
@@ -110,3 +110,31 @@ def test_options_accept_a_bare_key_and_refuse_unknown_keys() -> None:
         adapter.validate_python({"order": "x"})
     with pytest.raises(ValidationError, match="keep"):
         adapter.validate_python({"keep": "newest"})
+
+
+def test_order_by_takes_a_list_compared_in_turn(batch: Batch) -> None:
+    """A tie in the first order column goes to the second; a full tie to source order."""
+    frame = batch(id=[1, 1, 1, 2, 2], at=[5, 5, 4, 1, 1], mods=[2, 1, 9, 3, 3])
+    assert kept_rows({"order_by": ["at", "mods"]}, frame) == [0, 4]
+    assert kept_rows({"order_by": ["at", "mods"], "keep": "first"}, frame) == [2, 3]
+
+
+def test_remembered_winners_decide_across_batches(batch: Batch) -> None:
+    """Under remember_winners a row that loses to an earlier batch's winner is deduplicated;
+    one that beats it, or ties it under keep: last, passes."""
+    step = Dedupe(DedupeOptions(order_by=["rev"]), KEYED)
+    step.remember_winners()
+    assert step(batch(id=[1, 2, None], rev=[3, 1, 1])).deduplicated == 0
+    later = step(batch(id=[1, 2, None, 3], rev=[2, 1, 0, None]))
+    assert (list(later.frame.get_column(ROW)), later.deduplicated) == ([1, 2, 3], 1)
+    last = step(batch(id=[1, 3], rev=[4, None]))
+    assert (list(last.frame.get_column(ROW)), last.deduplicated) == ([0, 1], 0)
+
+
+def test_remembered_winners_under_keep_first_pass_only_strictly_lower_rows(batch: Batch) -> None:
+    """keep: first lets a later batch's row through only when it orders strictly lower."""
+    step = Dedupe(DedupeOptions(order_by=["rev"], keep="first"), KEYED)
+    step.remember_winners()
+    step(batch(id=[1, 2], rev=[3, 3]))
+    later = step(batch(id=[1, 2], rev=[3, 2]))
+    assert (list(later.frame.get_column(ROW)), later.deduplicated) == ([1], 1)
