@@ -47,8 +47,8 @@ def _counts(result: ResourceResult) -> tuple[int, int, int, int, int, int]:
     return (c.fetched, c.inserted, c.updated, c.unchanged, c.deduplicated, c.quarantined)
 
 
-def _rows(destination: Destination, table: str, order_by: str) -> list[dict[str, Any]]:
-    return destination.read(table, {}, order_by=[order_by]).to_dicts()
+def _rows(destination: Destination, table: str, *order_by: str) -> list[dict[str, Any]]:
+    return destination.read(table, {}, order_by=order_by).to_dicts()
 
 
 def _errors(destination: Destination, resource: str) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -152,3 +152,58 @@ def test_a_dropped_primary_key_is_a_config_error_before_reading(
         "needs (the primary_key that merge matches rows on); remove it from this step"
     )
     assert result.counts.fetched == 0
+
+
+# ---------------------------------------------------------------- 12: children of scalars
+
+SERVICES = """\
+pipeline: desk
+resources:
+  incidents:
+    source: {type: file, path: incidents.jsonl}
+    primary_key: [id]
+    write: merge
+  incident_services:
+    source:
+      type: children
+      of: incidents
+      path: services
+      carry: {incident_id: id}
+      value: service_id
+    primary_key: [incident_id, position]
+    write: merge
+"""
+
+
+def test_children_of_a_list_of_ids_are_rows_of_parent_key_position_and_value(
+    tmp_path: Path, write_pipeline: WritePipeline, destination: Destination
+) -> None:
+    """A list of service ids loads as (incident_id, position, service_id); an object among
+    the ids is quarantined with its position and a message naming the rule."""
+    _jsonl(
+        tmp_path / "incidents.jsonl",
+        [
+            {"id": 1, "services": [101, 104]},
+            {"id": 2, "services": []},
+            {"id": 3, "services": [104, {"id": 105}]},
+        ],
+    )
+    summary = _run(write_pipeline(SERVICES), destination)
+    children = summary.resources[1]
+    assert _counts(children) == (4, 3, 0, 0, 0, 1)
+    assert children.quality == 0.75
+    assert _rows(destination, "incident_services", "incident_id", "position") == [
+        {"incident_id": 1, "position": 0, "service_id": 101},
+        {"incident_id": 1, "position": 1, "service_id": 104},
+        {"incident_id": 3, "position": 0, "service_id": 104},
+    ]
+    message = (
+        "an element of services must be a single value (a string, number or boolean) "
+        "like the first one, found an object"
+    )
+    assert _errors(destination, "incident_services") == [
+        (
+            "incidents.jsonl:3.services[1]",
+            [{"field": None, "rule": "parse", "value": None, "message": message}],
+        )
+    ]
