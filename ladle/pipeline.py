@@ -793,6 +793,8 @@ def _built(
         timezone=config.spec.timezone,
         destination=destination,
         base_dir=config.base_dir,
+        table=res.table,
+        replaces_table=res.spec.write is WriteMode.REPLACE,
     )
     kinds = step_registry()
     built = []

@@ -38,6 +38,10 @@ class StepContext:
     base_dir: Path | None = None
     """Directory of the pipeline file: relative paths (lookup files) resolve against it;
     None: the working directory."""
+    table: str = ""
+    """The table the resource loads into (an fk check of it sees the rows of the run)."""
+    replaces_table: bool = False
+    """``write: replace``: the table's rows before the run will be gone after it."""
 
 
 class Step(Protocol):

@@ -207,3 +207,59 @@ def test_children_of_a_list_of_ids_are_rows_of_parent_key_position_and_value(
             [{"field": None, "rule": "parse", "value": None, "message": message}],
         )
     ]
+
+
+# ---------------------------------------------------------------- 15: self-referencing fk
+
+TREE = """\
+pipeline: desk
+resources:
+  tickets:
+    source: {type: file, path: "tickets*.jsonl"}
+    primary_key: [id]
+    write: merge
+    batch_size: 3
+    columns:
+      id: bigint
+      parent_id: bigint
+    steps:
+      - fk: {parent_id: tickets.id}
+"""
+
+
+def _orphan(parent: int) -> list[dict[str, Any]]:
+    message = f"parent_id {parent} is not in tickets.id"
+    return [{"field": "parent_id", "rule": "fk", "value": str(parent), "message": message}]
+
+
+def test_a_self_reference_sees_the_rows_of_the_same_load(
+    tmp_path: Path, write_pipeline: WritePipeline, destination: Destination
+) -> None:
+    """A parent in the same batch (even after its child) or an earlier one passes; a parent
+    in a later batch, an unknown one or a rejected one does not; a later run finds the
+    table's rows."""
+    _jsonl(
+        tmp_path / "tickets1.jsonl",
+        [
+            {"id": 1, "parent_id": None},
+            {"id": 3, "parent_id": 2},
+            {"id": 2, "parent_id": 1},
+            {"id": 4, "parent_id": 1},
+            {"id": 5, "parent_id": 6},
+            {"id": 7, "parent_id": 99},
+            {"id": 8, "parent_id": 7},
+            {"id": 6, "parent_id": 1},
+        ],
+    )
+    path = write_pipeline(TREE)
+    assert _counts(_run(path, destination).resources[0]) == (8, 5, 0, 0, 0, 3)
+    ids = [r["id"] for r in _rows(destination, "tickets", "id")]
+    assert ids == [1, 2, 3, 4, 6]
+    assert _errors(destination, "tickets") == [
+        ("tickets1.jsonl:5", _orphan(6)),
+        ("tickets1.jsonl:6", _orphan(99)),
+        ("tickets1.jsonl:7", _orphan(7)),
+    ]
+    _jsonl(tmp_path / "tickets2.jsonl", [{"id": 9, "parent_id": 3}, {"id": 5, "parent_id": 6}])
+    assert _counts(_run(path, destination).resources[0]) == (2, 2, 0, 0, 0, 0)
+    assert [r["id"] for r in _rows(destination, "tickets", "id")] == [1, 2, 3, 4, 5, 6, 9]
