@@ -375,6 +375,7 @@ def _load_resource(
             run, steps, source, plan, committer=committer, entry=entry, observer=observer,
             names=ColumnNames(notices),
         )  # fmt: skip
+        notices += [note.message for note in entry.notes]
         _check_strict(run, reports)
         if committer is not None:
             final = source.final_state() if isinstance(source, StatefulSource) else {}
@@ -554,7 +555,7 @@ def _stream(
         observer.batch_loaded(res.name, counts)
     for _, step in steps:
         if isinstance(step, FinishingStep):
-            step.finish()
+            entry.notes += step.finish()
     return ready
 
 

@@ -18,6 +18,7 @@ from pydantic import TypeAdapter
 
 from ladle.batch import StepResult
 from ladle.columns import ColumnSpec
+from ladle.ledger import Note
 
 if TYPE_CHECKING:
     from ladle.destinations import Destination
@@ -56,8 +57,9 @@ class Step(Protocol):
 class FinishingStep(Step, Protocol):
     """A step with something to report once a run's batches are done (lookup's unmatched)."""
 
-    def finish(self) -> None:
-        """Called once after the last batch of a resource's run, unless the run failed."""
+    def finish(self) -> list[Note]:
+        """Called once after the last batch of a resource's run, unless the run failed;
+        returns what the run summary and the ledger row should tell."""
         ...
 
 

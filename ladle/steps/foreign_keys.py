@@ -16,6 +16,9 @@ Semantics worth knowing:
   resource runs after the resources of the same file whose tables it references
   (:func:`load_order`), so keys they load in the same run are found.
 - Without a destination (a dry run) nothing is checked, and a warning says so.
+- When the batches are done, the run summary and the ledger row's ``notes`` tell how
+  many rows each check quarantined ("3 records had a tutor_id not in tutors.tutor_id
+  (quarantined)").
 - A check of the resource's own table (``fk: {parent_id: tickets.id}`` on ``tickets``)
   also finds the keys of this run's rows: those of the same batch, in any order, and
   of earlier batches, as well as the table's rows (unless ``write: replace``, which
@@ -47,6 +50,7 @@ from pydantic import (
 from ladle.batch import StepResult, as_text, reject_rows, split
 from ladle.config import Resource
 from ladle.errors import ConfigError
+from ladle.ledger import Note
 from ladle.schema import normalize_name
 from ladle.steps import StepContext
 from ladle.steps.columns import resolve
@@ -187,6 +191,8 @@ class ForeignKeys:
         }
         """Per check of the resource's own table: the keys its rows brought so far this run."""
         self._replaces = context.replaces_table
+        self._missed = dict.fromkeys(self._checks, 0)
+        """Per check: rows of the run rejected because their key was not found."""
         if self._destination is None:
             log.warning(
                 "fk checks skipped: no destination to look keys up in (dry run)",
@@ -220,7 +226,22 @@ class ForeignKeys:
             failed = _failed(keys, found, check)
         if failed is None or not failed.any():
             return None
+        self._missed[check] += int(failed.sum())
         return _reject(frame, failed, columns, check)
+
+    def finish(self) -> list[Note]:
+        """Per check, how many rows of the run were quarantined for a key not found: a note
+        for the run summary and the ledger."""
+        notes = []
+        for check, count in self._missed.items():
+            if count:
+                records = "1 record" if count == 1 else f"{count} records"
+                label = (
+                    check.columns[0] if len(check.columns) == 1 else f"({', '.join(check.columns)})"
+                )
+                message = f"{records} had a {label} not in {check.target} (quarantined)"
+                notes.append(Note("fk", count, message))
+        return notes
 
     def _own_failed(
         self, check: _Check, frame: pl.DataFrame, keys: pl.DataFrame, distinct: pl.DataFrame

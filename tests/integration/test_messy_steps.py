@@ -15,6 +15,7 @@ import pytest
 
 from ladle import Pipeline, RunOptions, RunSummary
 from ladle.destinations import Destination, connect
+from ladle.ledger import RUNS
 from ladle.pipeline import ResourceResult
 from ladle.quarantine import QUARANTINE
 
@@ -252,7 +253,9 @@ def test_a_self_reference_sees_the_rows_of_the_same_load(
         ],
     )
     path = write_pipeline(TREE)
-    assert _counts(_run(path, destination).resources[0]) == (8, 5, 0, 0, 0, 3)
+    result = _run(path, destination).resources[0]
+    assert _counts(result) == (8, 5, 0, 0, 0, 3)
+    assert result.notices == ["3 records had a parent_id not in tickets.id (quarantined)"]
     ids = [r["id"] for r in _rows(destination, "tickets", "id")]
     assert ids == [1, 2, 3, 4, 6]
     assert _errors(destination, "tickets") == [
@@ -263,3 +266,42 @@ def test_a_self_reference_sees_the_rows_of_the_same_load(
     _jsonl(tmp_path / "tickets2.jsonl", [{"id": 9, "parent_id": 3}, {"id": 5, "parent_id": 6}])
     assert _counts(_run(path, destination).resources[0]) == (2, 2, 0, 0, 0, 0)
     assert [r["id"] for r in _rows(destination, "tickets", "id")] == [1, 2, 3, 4, 5, 6, 9]
+
+
+# ---------------------------------------------------------------- 17: misses in the summary
+
+FACILITIES = """\
+pipeline: health
+resources:
+  facilities:
+    source: {type: file, path: facilities.csv}
+    primary_key: [code]
+    write: merge
+    batch_size: 2
+    steps:
+      - lookup:
+          from: {file: wards.csv}
+          on: [county, ward]
+          add: [ward_id]
+          unmatched: null
+"""
+
+
+def test_lookup_misses_reach_the_summary_and_the_ledger(
+    tmp_path: Path, write_pipeline: WritePipeline, destination: Destination
+) -> None:
+    """Keys the reference lacks are counted over all batches into a notice and the ledger
+    row's notes; a null key is a null, not a miss."""
+    (tmp_path / "wards.csv").write_text("county,ward,ward_id\nNairobi,Kibra,102\n", "utf-8")
+    (tmp_path / "facilities.csv").write_text(
+        "code,county,ward\nA,Nairobi,Kibra\nB,Nairobbi,Kibra\nC,Nairobi,\nD,Mombasa,Nowhere\n",
+        "utf-8",
+    )
+    result = _run(write_pipeline(FACILITIES), destination).resources[0]
+    assert _counts(result) == (4, 4, 0, 0, 0, 0)
+    message = "2 records had no match in wards.csv for county/ward (set to null)"
+    assert result.notices == [message]
+    [ledger] = destination.read(RUNS.name, {"resource": "facilities"}).to_dicts()
+    assert json.loads(ledger["notes"]) == [{"step": "lookup", "count": 2, "message": message}]
+    ward_ids = [r["ward_id"] for r in _rows(destination, "facilities", "code")]
+    assert ward_ids == ["102", None, None, None]
