@@ -305,3 +305,17 @@ def test_lookup_misses_reach_the_summary_and_the_ledger(
     assert json.loads(ledger["notes"]) == [{"step": "lookup", "count": 2, "message": message}]
     ward_ids = [r["ward_id"] for r in _rows(destination, "facilities", "code")]
     assert ward_ids == ["102", None, None, None]
+
+
+def test_a_self_reference_under_replace_ignores_the_rows_being_replaced(
+    tmp_path: Path, write_pipeline: WritePipeline, destination: Destination
+) -> None:
+    """write: replace drops the table's rows, so a parent only there is not found."""
+    path = write_pipeline(TREE.replace("write: merge", "write: replace"))
+    _jsonl(tmp_path / "tickets1.jsonl", [{"id": 1, "parent_id": None}])
+    assert _counts(_run(path, destination).resources[0]) == (1, 1, 0, 0, 0, 0)
+    _jsonl(tmp_path / "tickets1.jsonl", [{"id": 2, "parent_id": 1}, {"id": 3, "parent_id": 2}])
+    result = _run(path, destination).resources[0]
+    assert _counts(result) == (2, 0, 0, 0, 0, 2)
+    assert result.notices == ["2 records had a parent_id not in tickets.id (quarantined)"]
+    assert _rows(destination, "tickets", "id") == []
