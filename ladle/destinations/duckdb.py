@@ -306,7 +306,9 @@ class DuckDBLoad:
         then by place in the load); return how many went."""
         removed = 0
         for key in self._target.dedupe_keys:
-            order_by = self._target.dedupe_order_by if key == self._target.dedupe_on else ()
+            # An order column no batch brought is null in every row: it orders nothing.
+            order_by = tuple(c for c in self._target.dedupe_order_by if c in self._seen)
+            order_by = order_by if key == self._target.dedupe_on else ()
             keep = self._target.dedupe_keep if key == self._target.dedupe_on else "last"
             direction = "DESC NULLS LAST" if keep == "last" else "ASC NULLS FIRST"
             order = "".join(f"{quote(column)} {direction}, " for column in order_by)

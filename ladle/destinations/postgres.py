@@ -440,7 +440,7 @@ class PostgresLoad:
                 continue  # no key repeated among the staged rows: nothing to delete
             primary = key == self._target.dedupe_on
             keep = self._target.dedupe_keep if primary else "last"
-            order_by = self._target.dedupe_order_by if primary else ()
+            order_by = self._order_by() if primary else ()
             direction = sql.SQL("DESC NULLS LAST" if keep == "last" else "ASC NULLS FIRST")
             seq_direction = sql.SQL("DESC" if keep == "last" else "ASC")
             order = sql.SQL("").join(
@@ -511,6 +511,11 @@ class PostgresLoad:
             return LoadCounts(self._copied + inserted, 0, 0, deduplicated + staged - inserted)
         return LoadCounts(inserted, updated, staged - inserted - updated, deduplicated)
 
+    def _order_by(self) -> tuple[str, ...]:
+        """The dedupe's order columns that reached the load: one no batch brought is null
+        in every row, so it orders nothing (as in the step)."""
+        return tuple(c for c in self._target.dedupe_order_by if c in self._seen)
+
     def _keep_condition(self) -> sql.Composable:
         """On the direct path, whether the staged duplicate replaces the copied row.
 
@@ -519,7 +524,7 @@ class PostgresLoad:
         """
         keep_last = self._target.dedupe_keep == "last"
         condition: sql.Composable = sql.SQL("TRUE" if keep_last else "FALSE")
-        for column in reversed(self._target.dedupe_order_by):
+        for column in reversed(self._order_by()):
             new = sql.SQL("EXCLUDED.{}").format(sql.Identifier(column))
             old = sql.SQL("t.{}").format(sql.Identifier(column))
             better = (

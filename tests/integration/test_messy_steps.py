@@ -103,6 +103,19 @@ def test_dedupe_orders_by_several_columns_across_batches(
     assert [(r["id"], r["state"]) for r in _rows(destination, "incidents", "id")] == states
 
 
+def test_an_order_column_no_record_has_orders_nothing(
+    tmp_path: Path, write_pipeline: WritePipeline, destination: Destination
+) -> None:
+    """An order_by field absent from every record is null throughout: source order decides,
+    in the step and in the load alike."""
+    records = [{"id": 1, "state": "a"}, {"id": 2, "state": "x"}, {"id": 1, "state": "b"}]
+    _jsonl(tmp_path / "incidents.jsonl", records)
+    path = write_pipeline(INCIDENTS.replace("[updated_at, mod_count]", "[closed_at]"))
+    result = _run(path, destination).resources[0]
+    assert (result.error, _counts(result)) == (None, (3, 2, 0, 0, 1, 0))
+    assert [r["state"] for r in _rows(destination, "incidents", "id")] == ["b", "x"]
+
+
 # ---------------------------------------------------------------- 14: helper column dropped
 
 HELPER = """\
