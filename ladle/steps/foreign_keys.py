@@ -250,19 +250,16 @@ class ForeignKeys:
         nor an earlier batch, nor a row of this batch that passes (found by repeating the
         check until no more rows fail: a child of a failed row fails too)."""
         assert self._destination is not None  # noqa: S101 - __call__ returned early otherwise
-        names = [resolve(c, frame.columns) for c in check.referenced]
-        if any(n is None for n in names):  # the batch brings no keys of its own
-            if distinct.height == 0:
-                return None
-            found = self._destination.existing_keys(check.table, check.referenced, distinct)
-            return _failed(keys, _with(found, self._own[check]), check)
-        brought = frame.select(
-            pl.col(n).alias(r) for n, r in zip(names, check.referenced, strict=True) if n
-        )
         known = self._own[check]
         if distinct.height and not self._replaces:
             found = self._destination.existing_keys(check.table, check.referenced, distinct)
             known = _with(found, known)
+        names = [resolve(c, frame.columns) for c in check.referenced]
+        if any(n is None for n in names):  # the batch brings no keys of its own
+            return _failed(keys, known, check) if distinct.height else None
+        brought = frame.select(
+            pl.col(n).alias(r) for n, r in zip(names, check.referenced, strict=True) if n
+        )
         failed = pl.Series(_FOUND, [False] * frame.height)
         while True:
             passing = brought.filter(~failed)
