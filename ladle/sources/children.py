@@ -343,9 +343,15 @@ class ChildrenSource:
                 f"{count} of the {of} records could not be read ({which} quarantined under "
                 f"{of}), so the {path} in {'it' if count == 1 else 'them'} are not loaded"
             )
-        for column, count in self.unmatched.items():
+        for lookup in self.options.names:
+            count = self.unmatched[lookup.as_]
             if count:
-                log.warning("names unmatched", resource=resource, column=column, count=count)
+                log.warning("names unmatched", resource=resource, column=lookup.as_, count=count)
+                records = "1 record" if count == 1 else f"{count} records"
+                self.context.notices.append(
+                    f"{records} of {resource} had a {lookup.match} not in the {lookup.list_} "
+                    f"of their {self.options.of} record ({lookup.as_} set to null)"
+                )
 
 
 @dataclass

@@ -158,7 +158,8 @@ def test_order_by_a_number_sorts_numerically_and_positions_follow_the_rows(
 
 
 def test_names_map_ids_to_display_names_from_the_parents_list(tmp_path: Path) -> None:
-    """An id found in the parent's list gets its name; an unknown one stays null and is logged."""
+    """An id found in the parent's list gets its name; an unknown one stays null and is
+    counted in the log and the run summary."""
     conversations = [
         {
             "id": "c1",
@@ -178,6 +179,10 @@ def test_names_map_ids_to_display_names_from_the_parents_list(tmp_path: Path) ->
         rows = _rows(list(source.batches()))
     assert [r["sender"] for r in rows] == ["Bob", None, None, "Ann", "Num", None]
     assert source.unmatched == {"sender": 2}
+    assert source.context.notices == [
+        "2 records of messages had a from not in the participants of their conversations "
+        "record (sender set to null)"
+    ]
     assert logs == [
         {
             "event": "names unmatched",
