@@ -7,6 +7,7 @@ Each test writes its own small files and asserts the ledger's invariant.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,43 @@ def test_an_order_column_no_record_has_orders_nothing(
     result = _run(path, destination).resources[0]
     assert (result.error, _counts(result)) == (None, (3, 2, 0, 0, 1, 0))
     assert [r["state"] for r in _rows(destination, "incidents", "id")] == ["b", "x"]
+
+
+EVENTS_SQL = """\
+pipeline: desk
+resources:
+  incidents:
+    source: {{type: sql, url: "sqlite:///{db}", table: events, order_by: [event_id]}}
+    primary_key: [incident]
+    write: merge
+    incremental: {{cursor: at}}
+    batch_size: 2
+    steps:
+      - dedupe: {{order_by: at}}
+"""
+
+
+def test_a_sql_source_yields_ties_in_tie_breaker_order_so_keep_last_is_stable(
+    tmp_path: Path, write_pipeline: WritePipeline, destination: Destination
+) -> None:
+    """Events of one incident at the same instant come ordered by the declared tie-breaker
+    (whatever order the database stores them in), so keep: last keeps the later event."""
+    db = tmp_path / "events.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE events (event_id INTEGER, incident INTEGER, at TEXT, state TEXT)")
+        con.executemany(
+            "INSERT INTO events VALUES (?, ?, ?, ?)",
+            [
+                (4, 1, "2026-01-01 10:05", "closed"),
+                (3, 1, "2026-01-01 10:05", "resolved"),
+                (1, 1, "2026-01-01 10:00", "new"),
+                (9, 2, "2026-01-01 10:05", "open"),
+            ],
+        )
+    result = _run(write_pipeline(EVENTS_SQL.format(db=db)), destination).resources[0]
+    assert _counts(result) == (4, 2, 0, 0, 2, 0)
+    states = [(r["incident"], r["state"]) for r in _rows(destination, "incidents", "incident")]
+    assert states == [(1, "closed"), (2, "open")]
 
 
 # ---------------------------------------------------------------- 14: helper column dropped
