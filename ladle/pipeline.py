@@ -38,7 +38,7 @@ from ladle.state import CHECKPOINT, CURSOR, LAST_RUN, RESERVED
 from ladle.steps import FinishingStep, Step, StepContext
 from ladle.steps import registry as step_registry
 from ladle.steps.columns import dropped_at
-from ladle.steps.dedupe import Dedupe
+from ladle.steps.dedupe import Dedupe, DedupeOptions
 from ladle.steps.foreign_keys import load_order
 from ladle.steps.nul import NulCheck
 
@@ -183,6 +183,8 @@ class Pipeline:
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config
         load_order(list(config.resources.values()))  # a cycle of fk checks is a ConfigError
+        for res in config.resources.values():
+            refuse_dropped_keys(res)
 
     @classmethod
     def from_yaml(cls, path: str | Path, *, destination: str | None = None) -> Pipeline:
@@ -820,10 +822,9 @@ def _columns_with_key_required(res: Resource) -> Mapping[str, ColumnSpec]:
 def load_target(config: PipelineConfig, res: Resource, steps: list[tuple[str, Step]]) -> LoadTarget:
     """What the load writes and how it dedupes, as the resource's steps leave the batch.
 
-    A column the load needs (the primary key of a merge, the dedupe key) that a step drops
-    is a ConfigError before anything is read. Order columns of the dedupe that a later step
-    drops cannot reach the load: the dedupe step then keeps each key's winner across
-    batches itself (:meth:`Dedupe.remember_winners`) and the load keeps the last row staged.
+    Order columns of the dedupe that a later step drops cannot reach the load: the dedupe
+    step then keeps each key's winner across batches itself
+    (:meth:`Dedupe.remember_winners`) and the load keeps the last row staged.
     """
     # A name the file spells in full (a long header, snake_cased) is stored shortened.
     declared: dict[str, ColumnType] = {
@@ -838,13 +839,10 @@ def load_target(config: PipelineConfig, res: Resource, steps: list[tuple[str, St
         primary_key=tuple(fit_name(key) for key in res.spec.primary_key),
         declared=declared,
     )
-    if res.spec.write is WriteMode.MERGE:
-        _refuse_dropped(res, res.spec.primary_key, 0, "the primary_key that merge matches rows on")
     dedupes = [step for _, step in steps if isinstance(step, Dedupe)]
     if dedupes:
         last = dedupes[-1]
         after = 1 + max((i for i, s in enumerate(res.steps) if s.name == "dedupe"), default=-1)
-        _refuse_dropped(res, last.key, after, "the key of dedupe, to dedupe across batches")
         order_by, keep = last.order_by, last.keep
         if any(dropped_at(c, res.steps[after:]) is not None for c in order_by):
             last.remember_winners()
@@ -853,6 +851,18 @@ def load_target(config: PipelineConfig, res: Resource, steps: list[tuple[str, St
     if res.spec.write is WriteMode.MERGE and not target.primary_key:  # pragma: no cover
         raise StepError("merge needs a primary_key", resource=res.name, step="write")
     return target
+
+
+def refuse_dropped_keys(res: Resource) -> None:
+    """A ConfigError, before anything runs, for a step that drops a column the load needs:
+    the primary key of a merge, or the key of the last dedupe (after that step)."""
+    if res.spec.write is WriteMode.MERGE:
+        _refuse_dropped(res, res.spec.primary_key, 0, "the primary_key that merge matches rows on")
+    at = max((i for i, s in enumerate(res.steps) if s.name == "dedupe"), default=None)
+    if at is not None:
+        options = res.steps[at].options or DedupeOptions()
+        key = options.on or res.spec.primary_key
+        _refuse_dropped(res, key, at + 1, "the key of dedupe, to dedupe across batches")
 
 
 def _refuse_dropped(res: Resource, columns: Sequence[str], start: int, needs: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ladle import Pipeline, RunOptions, RunSummary
+from ladle import ConfigError, Pipeline, RunOptions, RunSummary
 from ladle.destinations import Destination, connect
 from ladle.ledger import RUNS
 from ladle.pipeline import ResourceResult
@@ -193,17 +193,31 @@ def test_an_order_column_dropped_after_dedupe_still_decides_across_batches(
     assert rows == [{"id": 1, "v": "a", "rev": 3}, {"id": 2, "v": "y", "rev": 1}]
 
 
-def test_a_dropped_primary_key_is_a_config_error_before_reading(
-    tmp_path: Path, write_pipeline: WritePipeline, destination: Destination
+def test_a_dropped_primary_key_is_a_config_error_before_anything_runs(
+    write_pipeline: WritePipeline,
 ) -> None:
-    """Dropping a column the merge needs fails the resource before any record is read."""
+    """Dropping a column the merge needs is refused when the file is loaded."""
     path = write_pipeline(HELPER.replace("drop: [update_order]", "drop: [update_order, id]"))
-    result = _run(path, destination).resources[0]  # tickets.jsonl does not even exist
-    assert result.error == (
+    with pytest.raises(ConfigError) as error:
+        Pipeline.from_yaml(path)
+    assert str(error.value) == (
         f"{path}:11: resources.tickets.steps[2].drop: drops column 'id', which the load "
         "needs (the primary_key that merge matches rows on); remove it from this step"
     )
-    assert result.counts.fetched == 0
+
+
+def test_a_dedupe_key_dropped_after_the_step_is_a_config_error(
+    write_pipeline: WritePipeline,
+) -> None:
+    """The load dedupes across batches on the step's key: a later step may not drop it."""
+    text = HELPER.replace("dedupe: {order_by: update_order}", "dedupe: {on: [email]}")
+    path = write_pipeline(text.replace("drop: [update_order]", "select: [id, update_order]"))
+    with pytest.raises(ConfigError) as error:
+        Pipeline.from_yaml(path)
+    assert str(error.value) == (
+        f"{path}:11: resources.tickets.steps[2].select: drops column 'email', which the load "
+        "needs (the key of dedupe, to dedupe across batches); remove it from this step"
+    )
 
 
 # ---------------------------------------------------------------- 12: children of scalars
