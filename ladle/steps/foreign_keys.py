@@ -25,7 +25,8 @@ Semantics worth knowing:
   drops them). A row whose parent is rejected is rejected too. A parent that arrives
   in a later batch than its child comes too late: the child is quarantined, and
   ``ladle quarantine replay`` loads it once the parent is in the table. The run's keys
-  are held in memory, one entry per distinct key.
+  are held in memory, one entry per distinct key. A row counts as a parent once it
+  passes this step, so steps that may reject rows belong before it.
 """
 
 from __future__ import annotations
