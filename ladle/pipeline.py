@@ -873,8 +873,8 @@ def _refuse_dropped(res: Resource, columns: Sequence[str], start: int, needs: st
             step = res.steps[start + index]
             file, _, line = step.where.rpartition(":")
             raise ConfigError(
-                f"drops column {column!r}, which the load needs ({needs}); "
-                "remove it from this step",
+                f"{'renames' if step.name == 'rename' else 'drops'} column {column!r}, which "
+                f"the load needs ({needs}); remove it from this step",
                 file=file,
                 line=int(line),
                 key=f"resources.{res.name}.steps[{start + index}].{step.name}",
