@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from ladle.batch import ROW
 from ladle.errors import StepError
 from ladle.steps import StepContext
 from ladle.steps.dedupe import Dedupe, DedupeOptions
-from tests.steps.conftest import Batch
+from tests.steps.conftest import Batch, make_batch
 
 KEYED = StepContext(resource="tickets", primary_key=("id",))
 
@@ -138,3 +141,33 @@ def test_remembered_winners_under_keep_first_pass_only_strictly_lower_rows(batch
     step(batch(id=[1, 2], rev=[3, 3]))
     later = step(batch(id=[1, 2], rev=[3, 2]))
     assert (list(later.frame.get_column(ROW)), later.deduplicated) == ([1], 1)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 3), st.none() | st.integers(0, 3), st.none() | st.integers(0, 2)),
+        max_size=24,
+    ),
+    size=st.integers(1, 6),
+    keep=st.sampled_from(["first", "last"]),
+)
+def test_remembered_winners_match_one_batch_whatever_the_batches(
+    rows: list[tuple[int, int | None, int | None]], size: int, keep: str
+) -> None:
+    """With remember_winners, the last row let through per key is the row one batch of all
+    records keeps: the load may keep the last one staged."""
+    options = DedupeOptions.model_validate({"order_by": ["a", "b"], "keep": keep})
+    ids, a, b = ([r[i] for r in rows] for i in range(3))
+    whole = Dedupe(options, KEYED)(make_batch(id=ids, a=a, b=b)).frame
+    expected = dict(zip(whole.get_column("id"), whole.get_column(ROW), strict=True))
+    step = Dedupe(options, KEYED)
+    step.remember_winners()
+    last: dict[int, int] = {}
+    for start in range(0, len(rows), size):
+        part = make_batch(
+            id=ids[start : start + size], a=a[start : start + size], b=b[start : start + size]
+        )
+        kept = step(part.with_columns(pl.col(ROW) + start)).frame
+        last |= dict(zip(kept.get_column("id"), kept.get_column(ROW), strict=True))
+    assert last == expected
