@@ -8,9 +8,10 @@ rewritten as ``succeeded`` in the same transaction as the data it describes, or 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,9 +33,20 @@ RUNS = TableDef(
         ("started_at", _TS), ("finished_at", _TS), ("error", _T), ("peak_memory_mb", _F),
         ("ladle_version", _T), ("config_hash", _T), ("host", _T), ("pid", _BIG),
         ("write_mode", _T), ("leaked_connections", _BIG), ("replay_of", _T),
+        ("notes", _T),
     ),
     ("run_id", "resource"),
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Note:
+    """A counted finding of a step (records a lookup matched nothing for), told in the run
+    summary and kept, as JSON in the ledger row's ``notes``, with the counts."""
+
+    step: str
+    count: int
+    message: str
 
 
 @dataclass
@@ -59,6 +71,8 @@ class RunEntry:
     pid: int = field(default_factory=os.getpid)
     replay_of: str | None = None
     """For ``ladle quarantine replay``: the run whose quarantined records this one replayed."""
+    notes: list[Note] = field(default_factory=list)
+    """What the steps counted besides the invariant (lookup misses, fk misses)."""
 
     def row(self) -> dict[str, Any]:
         """The values of the ledger row, by column name."""
@@ -74,6 +88,7 @@ class RunEntry:
             "config_hash": self.config_hash, "host": self.host, "pid": self.pid,
             "write_mode": self.write_mode, "leaked_connections": self.leaked_connections,
             "replay_of": self.replay_of,
+            "notes": json.dumps([asdict(n) for n in self.notes]) if self.notes else None,
         }  # fmt: skip
 
 

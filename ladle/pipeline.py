@@ -13,7 +13,7 @@ import resource as _rusage
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -33,7 +33,7 @@ from ladle.config import (
     load,
 )
 from ladle.destinations import Destination, Load, LoadTarget, connect, default_url
-from ladle.errors import LadleError, SourceError, StepError
+from ladle.errors import ConfigError, LadleError, SourceError, StepError
 from ladle.incremental import Cursor, encode
 from ladle.ledger import FAILED, QUEUED, RUNNING, SUCCEEDED, RunEntry
 from ladle.memory import MemoryGovernor
@@ -45,7 +45,8 @@ from ladle.state import CHECKPOINT, CURSOR, LAST_RUN, RESERVED
 from ladle.steps import FinishingStep, Step, StepContext
 from ladle.steps import registry as step_registry
 from ladle.steps.cast import Cast
-from ladle.steps.dedupe import Dedupe
+from ladle.steps.columns import dropped_at
+from ladle.steps.dedupe import Dedupe, DedupeOptions
 from ladle.steps.foreign_keys import load_order
 from ladle.steps.nul import NulCheck
 from ladle.steps.validate import Validate
@@ -194,6 +195,8 @@ class Pipeline:
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config
         load_order(list(config.resources.values()))  # a cycle of fk checks is a ConfigError
+        for res in config.resources.values():
+            refuse_dropped_keys(res)
 
     @classmethod
     def from_yaml(cls, path: str | Path, *, destination: str | None = None) -> Pipeline:
@@ -386,6 +389,7 @@ def _load_resource(
             run, steps, source, plan, committer=committer, entry=entry, observer=observer,
             names=ColumnNames(notices),
         )  # fmt: skip
+        notices += [note.message for note in entry.notes]
         _check_strict(run, reports)
         if committer is not None:
             final = source.final_state() if isinstance(source, StatefulSource) else {}
@@ -565,7 +569,7 @@ def _stream(
         observer.batch_loaded(res.name, counts)
     for _, step in steps:
         if isinstance(step, FinishingStep):
-            step.finish()
+            entry.notes += step.finish()
     return ready
 
 
@@ -830,6 +834,8 @@ def _built(
         timezone=config.spec.timezone,
         destination=destination,
         base_dir=config.base_dir,
+        table=res.table,
+        replaces_table=res.spec.write is WriteMode.REPLACE,
     )
     kinds = step_registry()
     built = []
@@ -858,7 +864,13 @@ def load_target(
     *,
     allow_shrink: bool = False,
 ) -> LoadTarget:
-    """What the resource's load writes; ``allow_shrink`` lifts a replace's shrink limit."""
+    """What the load writes and how it dedupes, as the resource's steps leave the batch;
+    ``allow_shrink`` lifts a replace's shrink limit.
+
+    Order columns of the dedupe that a later step drops cannot reach the load: the dedupe
+    step then keeps each key's winner across batches itself
+    (:meth:`Dedupe.remember_winners`) and the load keeps the last row staged.
+    """
     # A name the file spells in full (a long header, snake_cased) is stored shortened.
     declared: dict[str, ColumnType] = {
         fit_name(name): spec.type
@@ -876,9 +888,12 @@ def load_target(
     dedupes = [step for _, step in steps if isinstance(step, Dedupe)]
     if dedupes:
         last = dedupes[-1]
-        target = replace(
-            target, dedupe_on=last.key, dedupe_keep=last.keep, dedupe_order_by=last.order_by
-        )
+        after = 1 + max((i for i, s in enumerate(res.steps) if s.name == "dedupe"), default=-1)
+        order_by, keep = last.order_by, last.keep
+        if any(dropped_at(c, res.steps[after:]) is not None for c in order_by):
+            last.remember_winners()
+            order_by, keep = (), "last"
+        target = replace(target, dedupe_on=last.key, dedupe_keep=keep, dedupe_order_by=order_by)
     if res.spec.write is WriteMode.MERGE and not target.primary_key:  # pragma: no cover
         raise StepError("merge needs a primary_key", resource=res.name, step="write")
     return target
@@ -887,6 +902,34 @@ def load_target(
 def _max_shrink(res: Resource) -> float:
     """The resource's ``replace: {max_shrink: …}``, else the default (half the table)."""
     return res.spec.replace.max_shrink if res.spec.replace else DEFAULT_MAX_SHRINK
+
+
+def refuse_dropped_keys(res: Resource) -> None:
+    """A ConfigError, before anything runs, for a step that drops a column the load needs:
+    the primary key of a merge, or the key of the last dedupe (after that step)."""
+    if res.spec.write is WriteMode.MERGE:
+        _refuse_dropped(res, res.spec.primary_key, 0, "the primary_key that merge matches rows on")
+    at = max((i for i, s in enumerate(res.steps) if s.name == "dedupe"), default=None)
+    if at is not None:
+        options = res.steps[at].options or DedupeOptions()
+        key = options.on or res.spec.primary_key
+        _refuse_dropped(res, key, at + 1, "the key of dedupe, to dedupe across batches")
+
+
+def _refuse_dropped(res: Resource, columns: Sequence[str], start: int, needs: str) -> None:
+    """A ConfigError at the step (from ``start`` on) that drops one of ``columns``."""
+    for column in columns:
+        index = dropped_at(column, res.steps[start:])
+        if index is not None:
+            step = res.steps[start + index]
+            file, _, line = step.where.rpartition(":")
+            raise ConfigError(
+                f"{'renames' if step.name == 'rename' else 'drops'} column {column!r}, which "
+                f"the load needs ({needs}); remove it from this step",
+                file=file,
+                line=int(line),
+                key=f"resources.{res.name}.steps[{start + index}].{step.name}",
+            )
 
 
 def normalized_names(columns: list[str]) -> dict[str, str]:

@@ -236,7 +236,7 @@ def _load(
     _quarantine_failed(res, failed, originals, load, counts, run_id=run_id)
     for _, step in steps:
         if isinstance(step, FinishingStep):
-            step.finish()
+            entry.notes += step.finish()
     finish_load(load, counts, res.name)
     return ready
 

@@ -36,7 +36,9 @@ class LoadTarget:
     dedupe_on: tuple[str, ...] = ()
     """Key to keep one row per across the whole load (merge always uses the primary key)."""
     dedupe_keep: str = "last"
-    dedupe_order_by: str | None = None
+    dedupe_order_by: tuple[str, ...] = ()
+    """Columns that order a key's staged rows, compared in turn (nulls lowest); rows equal
+    in all of them (or with none given) are ordered by their place in the load."""
     max_shrink: float | None = DEFAULT_MAX_SHRINK
     """Replace only: the largest share of the table's rows the swap may remove; None: any."""
 

@@ -309,13 +309,16 @@ class DuckDBLoad:
         return LoadCounts(0, 0, 0, 0)
 
     def _dedupe(self) -> int:
-        """Delete all but one staged row per key; return how many went."""
+        """Delete all but one staged row per key (keep first/last by the order columns in turn,
+        then by place in the load); return how many went."""
         removed = 0
         for key in self._target.dedupe_keys:
-            order_by = self._target.dedupe_order_by if key == self._target.dedupe_on else None
+            # An order column no batch brought is null in every row: it orders nothing.
+            order_by = tuple(c for c in self._target.dedupe_order_by if c in self._seen)
+            order_by = order_by if key == self._target.dedupe_on else ()
             keep = self._target.dedupe_keep if key == self._target.dedupe_on else "last"
             direction = "DESC NULLS LAST" if keep == "last" else "ASC NULLS FIRST"
-            order = f"{quote(order_by)} {direction}, " if order_by else ""
+            order = "".join(f"{quote(column)} {direction}, " for column in order_by)
             seq_direction = "DESC" if keep == "last" else "ASC"
             partition = ", ".join(quote(k) for k in key)
             not_null = " AND ".join(f"{quote(k)} IS NOT NULL" for k in key)

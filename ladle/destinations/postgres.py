@@ -493,19 +493,19 @@ class PostgresLoad:
         return int(found[0]) if found else 0
 
     def _dedupe(self) -> int:
-        """Delete all but one staged row per key (keep first/last by order column, then seq)."""
+        """Delete all but one staged row per key (keep first/last by order columns, then seq)."""
         removed = 0
         for key in self._target.dedupe_keys:
             if not self._staged_keys[key].repeated:
                 continue  # no key repeated among the staged rows: nothing to delete
             primary = key == self._target.dedupe_on
             keep = self._target.dedupe_keep if primary else "last"
-            order_by = self._target.dedupe_order_by if primary else None
+            order_by = self._order_by() if primary else ()
             direction = sql.SQL("DESC NULLS LAST" if keep == "last" else "ASC NULLS FIRST")
             seq_direction = sql.SQL("DESC" if keep == "last" else "ASC")
-            order: sql.Composable = sql.SQL("")
-            if order_by:
-                order = sql.SQL("{} {}, ").format(sql.Identifier(order_by), direction)
+            order = sql.SQL("").join(
+                sql.SQL("{} {}, ").format(sql.Identifier(column), direction) for column in order_by
+            )
             stage = sql.Identifier(self._stage_name)
             cursor = self._execute(
                 sql.SQL(
@@ -571,22 +571,31 @@ class PostgresLoad:
             return LoadCounts(self._copied + inserted, 0, 0, deduplicated + staged - inserted)
         return LoadCounts(inserted, updated, staged - inserted - updated, deduplicated)
 
+    def _order_by(self) -> tuple[str, ...]:
+        """The dedupe's order columns that reached the load: one no batch brought is null
+        in every row, so it orders nothing (as in the step)."""
+        return tuple(c for c in self._target.dedupe_order_by if c in self._seen)
+
     def _keep_condition(self) -> sql.Composable:
-        """On the direct path, whether the staged duplicate replaces the copied row."""
-        order_by, keep = self._target.dedupe_order_by, self._target.dedupe_keep
-        if order_by is None:
-            return sql.SQL("TRUE" if keep == "last" else "FALSE")
-        new, old = (
-            sql.SQL("EXCLUDED.{}").format(sql.Identifier(order_by)),
-            sql.SQL("t.{}").format(sql.Identifier(order_by)),
-        )
-        if keep == "last":
-            return sql.SQL("({new} IS NOT NULL AND ({old} IS NULL OR {new} >= {old}))").format(
-                new=new, old=old
+        """On the direct path, whether the staged duplicate replaces the copied row.
+
+        As in :meth:`_dedupe`: the order columns compare in turn, nulls lowest; when all are
+        equal the staged row, later in the load, wins under ``keep: last`` only.
+        """
+        keep_last = self._target.dedupe_keep == "last"
+        condition: sql.Composable = sql.SQL("TRUE" if keep_last else "FALSE")
+        for column in reversed(self._order_by()):
+            new = sql.SQL("EXCLUDED.{}").format(sql.Identifier(column))
+            old = sql.SQL("t.{}").format(sql.Identifier(column))
+            better = (
+                "({new} IS NOT NULL AND ({old} IS NULL OR {new} > {old}))"
+                if keep_last
+                else "(({new} IS NULL AND {old} IS NOT NULL) OR {new} < {old})"
             )
-        return sql.SQL("(({new} IS NULL AND {old} IS NOT NULL) OR {new} < {old})").format(
-            new=new, old=old
-        )
+            condition = sql.SQL(
+                "(" + better + " OR ({new} IS NOT DISTINCT FROM {old} AND {rest}))"
+            ).format(new=new, old=old, rest=condition)
+        return condition
 
     def _insert_staged(self) -> int:
         names = sql.SQL(", ").join(map(sql.Identifier, self._seen))

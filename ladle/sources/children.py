@@ -13,6 +13,13 @@ messages into a resource of their own::
         names: {list: participants, key: id, value: displayName, match: from, as: sender_name}
       primary_key: [conversation_id, position]
 
+A list of single values (``"services": ["S1", "S4"]``) gives one record per value:
+the carried values, the position, and the value in column ``value`` (set ``value:``
+to name it). Whether a resource's elements are objects or values is decided by the
+first non-null element it reads; an element unlike it (an object among values, a value
+among objects), an array, or a null among objects is quarantined with a message that
+says so. A null among values is a record whose value is null.
+
 The parent's source is built again, with its own options, and read a second time on this
 resource's behalf (:attr:`~ladle.sources.SourceContext.build_source`): with this
 resource's stored state (files already loaded) and resume point, so the parent's
@@ -85,6 +92,8 @@ class ChildrenOptions(BaseModel):
     """The column for the child's 0-based place among its parent's children, after ``order_by``."""
     names: list[NameLookup] = Field(default_factory=list)
     """Ids in each child turned into names from another list of the parent."""
+    value: str = Field(default="value", min_length=1)
+    """The column for elements that are single values (a list of ids), not objects."""
 
     @field_validator("carry", mode="before")
     @classmethod
@@ -133,6 +142,8 @@ class ChildrenSource:
         self._unreadable_parents = 0
         self.unmatched: dict[str, int] = {lookup.as_: 0 for lookup in options.names}
         """Per ``names`` column: children whose id was not in their parent's list."""
+        self._values: bool | None = None
+        """Whether the elements are single values, not objects: the first one decides."""
 
     def batches(self) -> Iterator[SourceBatch]:
         """Per parent batch, its children in batches of at most ``batch_size``.
@@ -213,21 +224,45 @@ class ChildrenSource:
         where: str,
         names: list[dict[str, Any]],
     ) -> None:
-        if not isinstance(item, dict):
-            message = (
-                f"an element of {self.options.path} must be a JSON object, found {json_kind(item)}"
-            )
-            group.unreadable.append(Unreadable(where, to_json_text(item), message))
+        record = self._record(item)
+        if record is None:
+            group.unreadable.append(Unreadable(where, to_json_text(item), self._refusal(item)))
             return
         group.parents.append(row)
         group.indexes.append(index)
-        group.records.append(item)
+        group.records.append(record)
         group.positions.append(where)
         for column, lookup, mapping in zip(group.names, self.options.names, names, strict=True):
             wanted = _get(item, _parts(lookup.match))
             if wanted is not None and _id(wanted) not in mapping:
                 self.unmatched[lookup.as_] += 1
             column.append(None if wanted is None else mapping.get(_id(wanted)))
+
+    def _record(self, item: Any) -> dict[str, Any] | None:
+        """The record an element makes: an object's fields, or a single value in the
+        ``value`` column; None for an element unlike the first (non-null) one, or an array."""
+        if self._values is None and item is not None and not isinstance(item, list):
+            self._values = not isinstance(item, dict)
+            if self._values and normalize_name(self.options.value) in self.options.added_columns():
+                raise SourceError(
+                    f"the elements of {self.options.path} are single values, which go in "
+                    f"column {self.options.value!r}, and the children source adds a column "
+                    "of that name (carry, position, sequence or names.as); set `value:` to "
+                    "another name",
+                    position=f"children:{self.options.of}.{self.options.path}",
+                )
+        if self._values:
+            return None if isinstance(item, dict | list) else {self.options.value: item}
+        return item if isinstance(item, dict) else None
+
+    def _refusal(self, item: Any) -> str:
+        path, kind = self.options.path, json_kind(item)
+        if self._values:
+            return (
+                f"an element of {path} must be a single value (a string, number or boolean) "
+                f"like the first one, found {kind}"
+            )
+        return f"an element of {path} must be a JSON object, found {kind}"
 
     def _batch(self, parent: SourceBatch, group: _Group) -> SourceBatch:
         """The group's children as one frame: carried values, position, fields, names; sorted."""
@@ -308,9 +343,15 @@ class ChildrenSource:
                 f"{count} of the {of} records could not be read ({which} quarantined under "
                 f"{of}), so the {path} in {'it' if count == 1 else 'them'} are not loaded"
             )
-        for column, count in self.unmatched.items():
+        for lookup in self.options.names:
+            count = self.unmatched[lookup.as_]
             if count:
-                log.warning("names unmatched", resource=resource, column=column, count=count)
+                log.warning("names unmatched", resource=resource, column=lookup.as_, count=count)
+                records = "1 record" if count == 1 else f"{count} records"
+                self.context.notices.append(
+                    f"{records} of {resource} had a {lookup.match} not in the {lookup.list_} "
+                    f"of their {self.options.of} record ({lookup.as_} set to null)"
+                )
 
 
 @dataclass

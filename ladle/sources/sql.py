@@ -5,11 +5,11 @@ unbuffered cursors) in chunks of ``batch_size``; nothing holds the whole result.
 Each batch's frame takes its column types from the database, not from the values,
 so a column that is all NULL in one batch keeps its type.
 
-To checkpoint, the rows are ordered by the cursor column and then the primary key;
-a batch's checkpoint is the ordering values of its last row, and resuming adds the
-keyset condition ``(c1, c2) > (v1, v2)`` written out in a portable form. Values are
-always bound, identifiers quoted by the dialect; the engine is shared by every
-resource of a run that names the same URL.
+To checkpoint, the rows are ordered by the cursor column, then the primary key, then
+the ``order_by`` tie-breakers; a batch's checkpoint is the ordering values of its last
+row, and resuming adds the keyset condition ``(c1, c2) > (v1, v2)`` written out in a
+portable form. Values are always bound, identifiers quoted by the dialect; the engine
+is shared by every resource of a run that names the same URL.
 """
 
 from __future__ import annotations
@@ -73,6 +73,15 @@ class SqlOptions(BaseModel):
     """A SELECT to read instead of a table; the cursor and key name its result's columns."""
     params: dict[str, Any] = {}
     """Values bound to the ``:name`` placeholders of ``where:`` or ``query:``."""
+    order_by: list[str] = []
+    """Tie-breakers: rows are read ordered by the cursor, then the primary key, then these
+    columns, so rows equal in the first ones come in the same order on every run (and a
+    ``dedupe`` that keeps the last of them keeps the same one)."""
+
+    @field_validator("order_by", mode="before")
+    @classmethod
+    def _one_column(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
     @field_validator("url")
     @classmethod
@@ -117,9 +126,10 @@ class SqlSource:
         self.context = context
         self.name = f"sql:{options.table or context.resource}"
         cursor = context.cursor
-        keys = tuple(c for c in context.order_by if cursor is None or c != cursor.column)
-        # The columns rows are sorted by; a checkpoint holds their values.
-        self.ordering = (cursor.column, *keys) if cursor is not None else keys
+        first = (cursor.column,) if cursor is not None else ()
+        # The columns rows are sorted by (the cursor, the primary key, the tie-breakers);
+        # a checkpoint holds their values.
+        self.ordering = tuple(dict.fromkeys([*first, *context.order_by, *options.order_by]))
 
     def batches(self) -> Generator[SourceBatch, None, None]:
         """Yield the rows in batches of at most ``batch_size``; see :class:`Source`."""
@@ -189,7 +199,8 @@ class SqlSource:
             taken = resume.get("columns") if isinstance(resume, dict) else resume
             raise SourceError(
                 f"cannot resume from checkpoint {taken!r}: rows are now ordered by "
-                f"{list(self.ordering)!r} (the cursor or primary key changed since that run); "
+                f"{list(self.ordering)!r} (the cursor, primary key or order_by changed since "
+                "that run); "
                 "load everything again with `ladle run --full-refresh`",
                 position=self.name,
             )

@@ -18,6 +18,7 @@ from pydantic import TypeAdapter
 
 from ladle.batch import StepResult
 from ladle.columns import ColumnSpec
+from ladle.ledger import Note
 
 if TYPE_CHECKING:
     from ladle.destinations import Destination
@@ -38,6 +39,10 @@ class StepContext:
     base_dir: Path | None = None
     """Directory of the pipeline file: relative paths (lookup files) resolve against it;
     None: the working directory."""
+    table: str = ""
+    """The table the resource loads into (an fk check of it sees the rows of the run)."""
+    replaces_table: bool = False
+    """``write: replace``: the table's rows before the run will be gone after it."""
 
 
 class Step(Protocol):
@@ -52,8 +57,9 @@ class Step(Protocol):
 class FinishingStep(Step, Protocol):
     """A step with something to report once a run's batches are done (lookup's unmatched)."""
 
-    def finish(self) -> None:
-        """Called once after the last batch of a resource's run, unless the run failed."""
+    def finish(self) -> list[Note]:
+        """Called once after the last batch of a resource's run, unless the run failed;
+        returns what the run summary and the ledger row should tell."""
         ...
 
 

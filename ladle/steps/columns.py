@@ -9,7 +9,8 @@ schema that reaches the destination does not depend on which batch came first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -17,6 +18,9 @@ from ladle.batch import ROW, StepResult, as_text
 from ladle.errors import StepError
 from ladle.schema import normalize_name
 from ladle.steps import StepContext
+
+if TYPE_CHECKING:
+    from ladle.config import StepConfig
 
 RenameOptions = dict[str, str | list[str]]
 """``{old: new}`` renames; ``{new: [alias, ...]}`` coalesces the aliases into ``new``."""
@@ -134,3 +138,32 @@ class Drop:
         """Drop the present ones among the listed columns."""
         present = [c for c in (resolve(n, frame.columns) for n in self._names) if c is not None]
         return StepResult(frame=frame.drop(present))
+
+
+def dropped_at(column: str, steps: Sequence[StepConfig]) -> int | None:
+    """Index of the step that leaves ``column`` out of the batch for good, or None.
+
+    Read off the pipeline file, before anything runs: ``drop`` and ``select`` remove a
+    column, ``rename`` moves it away; a later ``rename`` to it or ``derive`` of it makes it
+    again. A user's own step is not looked into.
+    """
+    name = normalize_name(column)
+    at: int | None = None
+    for index, step in enumerate(steps):
+        if step.name in ("drop", "select"):
+            listed = {normalize_name(n) for n in step.options}
+            if (name in listed) == (step.name == "drop"):
+                at = index
+            elif step.name == "select":
+                at = None  # selected: kept, or added back (as nulls)
+        elif step.name == "rename":
+            for key, value in step.options.items():
+                sources = value if isinstance(value, list) else [key]
+                target = key if isinstance(value, list) else value
+                if normalize_name(target) == name:
+                    at = None
+                elif name in {normalize_name(s) for s in sources}:
+                    at = index
+        elif step.name == "derive" and name in {normalize_name(n) for n in step.options}:
+            at = None
+    return at

@@ -16,6 +16,17 @@ Semantics worth knowing:
   resource runs after the resources of the same file whose tables it references
   (:func:`load_order`), so keys they load in the same run are found.
 - Without a destination (a dry run) nothing is checked, and a warning says so.
+- When the batches are done, the run summary and the ledger row's ``notes`` tell how
+  many rows each check quarantined ("3 records had a tutor_id not in tutors.tutor_id
+  (quarantined)").
+- A check of the resource's own table (``fk: {parent_id: tickets.id}`` on ``tickets``)
+  also finds the keys of this run's rows: those of the same batch, in any order, and
+  of earlier batches, as well as the table's rows (unless ``write: replace``, which
+  drops them). A row whose parent is rejected is rejected too. A parent that arrives
+  in a later batch than its child comes too late: the child is quarantined, and
+  ``ladle quarantine replay`` loads it once the parent is in the table. The run's keys
+  are held in memory, one entry per distinct key. A row counts as a parent once it
+  passes this step, so steps that may reject rows belong before it.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from pydantic import (
 from ladle.batch import StepResult, as_text, reject_rows, split
 from ladle.config import Resource
 from ladle.errors import ConfigError
+from ladle.ledger import Note
 from ladle.schema import normalize_name
 from ladle.steps import StepContext
 from ladle.steps.columns import resolve
@@ -174,6 +186,14 @@ class ForeignKeys:
     def __init__(self, options: dict[str, str] | list[Reference], context: StepContext) -> None:
         self._checks = [_Check.of(r) for r in references(options)]
         self._destination = context.destination
+        own = normalize_name(context.table) if context.table else None
+        self._own: dict[_Check, pl.DataFrame] = {
+            c: pl.DataFrame() for c in self._checks if c.table == own
+        }
+        """Per check of the resource's own table: the keys its rows brought so far this run."""
+        self._replaces = context.replaces_table
+        self._missed = dict.fromkeys(self._checks, 0)
+        """Per check: rows of the run rejected because their key was not found."""
         if self._destination is None:
             log.warning(
                 "fk checks skipped: no destination to look keys up in (dry run)",
@@ -198,19 +218,83 @@ class ForeignKeys:
             pl.col(c).alias(r) for c, r in zip(columns, check.referenced, strict=True)
         ).with_columns(pl.all_horizontal(pl.all().is_not_null()).alias(_CHECKED))
         distinct = keys.filter(pl.col(_CHECKED)).drop(_CHECKED).unique()
-        if distinct.height == 0:
+        if check in self._own:
+            failed = self._own_failed(check, frame, keys, distinct)
+        elif distinct.height == 0:
             return None
-        found = self._destination.existing_keys(check.table, check.referenced, distinct)
-        marked = keys.join(
-            found.unique().with_columns(pl.lit(value=True).alias(_FOUND)),
-            on=list(check.referenced),
-            how="left",
-            maintain_order="left",
-        )
-        failed = marked.get_column(_CHECKED) & marked.get_column(_FOUND).is_null()
-        if not failed.any():
+        else:
+            found = self._destination.existing_keys(check.table, check.referenced, distinct)
+            failed = _failed(keys, found, check)
+        if failed is None or not failed.any():
             return None
+        self._missed[check] += int(failed.sum())
         return _reject(frame, failed, columns, check)
+
+    def finish(self) -> list[Note]:
+        """Per check, how many rows of the run were quarantined for a key not found: a note
+        for the run summary and the ledger."""
+        notes = []
+        for check, count in self._missed.items():
+            if count:
+                records = "1 record" if count == 1 else f"{count} records"
+                label = (
+                    check.columns[0] if len(check.columns) == 1 else f"({', '.join(check.columns)})"
+                )
+                message = f"{records} had a {label} not in {check.target} (quarantined)"
+                notes.append(Note("fk", count, message))
+        return notes
+
+    def _own_failed(
+        self, check: _Check, frame: pl.DataFrame, keys: pl.DataFrame, distinct: pl.DataFrame
+    ) -> pl.Series | None:
+        """A check of the resource's own table: which rows' keys are in neither the table,
+        nor an earlier batch, nor a row of this batch that passes (found by repeating the
+        check until no more rows fail: a child of a failed row fails too)."""
+        assert self._destination is not None  # noqa: S101 - __call__ returned early otherwise
+        known = self._own[check]
+        if distinct.height and not self._replaces:
+            found = self._destination.existing_keys(check.table, check.referenced, distinct)
+            known = _with(found, known)
+        names = [resolve(c, frame.columns) for c in check.referenced]
+        if any(n is None for n in names):  # the batch brings no keys of its own
+            return _failed(keys, known, check) if distinct.height else None
+        brought = frame.select(
+            pl.col(n).alias(r) for n, r in zip(names, check.referenced, strict=True) if n
+        )
+        failed = pl.Series(_FOUND, [False] * frame.height)
+        while True:
+            passing = brought.filter(~failed)
+            now = _failed(keys, _with(known, passing), check)
+            if now.equals(failed):
+                break
+            failed = now
+        self._own[check] = _with(self._own[check], brought.filter(~failed))
+        return failed
+
+
+def _failed(keys: pl.DataFrame, found: pl.DataFrame, check: _Check) -> pl.Series:
+    """Per row of ``keys``: a key without nulls that ``found`` lacks."""
+    if found.height == 0:
+        return keys.get_column(_CHECKED)
+    # Keys of the batch itself may be typed unlike the checked column (an id as text).
+    found = found.cast({c: keys.schema[c] for c in check.referenced}, strict=False)
+    marked = keys.join(
+        found.unique().with_columns(pl.lit(value=True).alias(_FOUND)),
+        on=list(check.referenced),
+        how="left",
+        maintain_order="left",
+    )
+    return marked.get_column(_CHECKED) & marked.get_column(_FOUND).is_null()
+
+
+def _with(known: pl.DataFrame, more: pl.DataFrame) -> pl.DataFrame:
+    """The distinct keys of both (none null), in one type per column."""
+    if more.width == 0:
+        return known
+    more = more.filter(pl.all_horizontal(pl.all().is_not_null()))
+    if known.width == 0:
+        return more.unique()
+    return pl.concat([known, more], how="vertical_relaxed").unique()
 
 
 def _reject(

@@ -10,11 +10,14 @@ regions, currencies), not for a second large input. Semantics worth knowing:
 - Key values compare in their type when the batch and the reference agree on it, else
   as text; with ``normalize``, as text trimmed, with inner whitespace collapsed and
   lowercased. Normalization is for matching only: stored values stay as they came.
-- A row with a null (or blank) key value is unmatched: its added columns are null and
-  it is never quarantined (declare the column ``required`` for that).
-- Unmatched rows either keep null added columns and are counted, the count logged
-  once when the resource's batches are done (:meth:`Lookup.finish`), or are rejected
-  with rule ``lookup``.
+- A row with a null (or blank) key value matches nothing: its added columns are null,
+  it is never quarantined (declare the column ``required`` for that) and it is not
+  counted as a miss (it is a null, not a miss).
+- Rows whose key the reference lacks either keep null added columns, or are rejected
+  with rule ``lookup``. Either way they are counted, and the count is told once the
+  resource's batches are done (:meth:`Lookup.finish`): in the log, the run summary and
+  the ledger row's ``notes`` ("633 records had no match in wards.csv for county/ward
+  (set to null)").
 - A destination table is read when the step is built. A dry run opens no destination:
   the lookup is skipped with a warning and its added columns stay null.
 - An added column replaces a batch column of the same name (a declared column is in
@@ -44,6 +47,7 @@ from ladle.batch import (
 )
 from ladle.columns import ColumnSpec
 from ladle.errors import SourceError, StepError
+from ladle.ledger import Note
 from ladle.schema import normalize_name
 from ladle.sources import SharedResources, SourceContext
 from ladle.sources.files import FileOptions, FileSource, Format
@@ -143,7 +147,7 @@ class LookupOptions(BaseModel):
     """New batch column -> reference column."""
     unmatched: Literal["null", "quarantine"] = "null"
     """A row whose key the reference lacks: ``null`` leaves the added columns null (the
-    count is logged), ``quarantine`` rejects the row (rule ``lookup``)."""
+    count is told in the run summary), ``quarantine`` rejects the row (rule ``lookup``)."""
     normalize: bool = False
     """Match keys ignoring case and runs of whitespace; stored values stay as they came."""
 
@@ -192,7 +196,7 @@ class Lookup:
         self._quarantine = options.unmatched == "quarantine"
         self._keyed: dict[tuple[str, ...], pl.DataFrame] = {}
         self.unmatched = 0
-        """Rows so far whose added columns stayed null (no match, or a null key)."""
+        """Rows so far whose key the reference lacks (a null or blank key is no miss)."""
         self._skipped = self._reference.table is not None and context.destination is None
         if self._skipped:
             log.warning(
@@ -225,24 +229,31 @@ class Lookup:
         ).select(*frame.columns, *(c for c in self._add if c not in frame.columns), _MATCHED)
         unmatched = joined.get_column(_MATCHED).is_null()
         joined = joined.drop(_MATCHED)
-        if not self._quarantine:
-            self.unmatched += int(unmatched.sum())
-            return StepResult(frame=joined)
         missing = pl.any_horizontal(_missing(k, d) for k, d in zip(keys, dtypes, strict=True))
         failed = unmatched & ~frame.with_columns(missing.alias(_MISSING)).get_column(_MISSING)
-        self.unmatched += int((unmatched & ~failed).sum())
+        self.unmatched += int(failed.sum())
+        if not self._quarantine:
+            return StepResult(frame=joined)
         rejects = self._rejects(frame, failed, names)
         return StepResult(frame=without_rejected(joined, rejects), rejects=rejects)
 
-    def finish(self) -> None:
-        """Log how many rows of the run matched nothing (once, when its batches are done)."""
-        if self.unmatched:
-            log.warning(
-                "lookup unmatched",
-                resource=self._context.resource,
-                lookup=self._reference.label,
-                count=self.unmatched,
-            )
+    def finish(self) -> list[Note]:
+        """How many rows of the run had a key the reference lacks: logged, and a note for
+        the run summary and the ledger (once, when its batches are done)."""
+        if not self.unmatched:
+            return []
+        log.warning(
+            "lookup unmatched",
+            resource=self._context.resource,
+            lookup=self._reference.label,
+            count=self.unmatched,
+        )
+        records = "1 record" if self.unmatched == 1 else f"{self.unmatched} records"
+        done = "quarantined" if self._quarantine else "set to null"
+        message = (
+            f"{records} had no match in {self._reference.label} for {'/'.join(self._on)} ({done})"
+        )
+        return [Note("lookup", self.unmatched, message)]
 
     # ------------------------------------------------------------ per batch
 

@@ -81,7 +81,7 @@ def test_dedupe_keep_first_by_order_column(destination: Destination) -> None:
     """keep: first with order_by keeps the smallest order value across batches."""
     target = LoadTarget(
         "p", "events", WriteMode.APPEND, (), {}, dedupe_on=("k",), dedupe_keep="first",
-        dedupe_order_by="ts",
+        dedupe_order_by=("ts",),
     )  # fmt: skip
     counts = _load(destination, target, {"k": [1, 1], "ts": [5, 3]}, {"k": [1], "ts": [4]})
     assert counts == LoadCounts(inserted=1, updated=0, unchanged=0, deduplicated=2)
@@ -197,7 +197,7 @@ def test_merge_keep_by_order_column_across_batches(
     """keep first/last by an order column holds across batches, into empty and loaded tables."""
     target = LoadTarget(
         "p", "things", WriteMode.MERGE, ("id",), {"id": parse_type("bigint")},
-        dedupe_on=("id",), dedupe_keep=keep, dedupe_order_by="ts",
+        dedupe_on=("id",), dedupe_keep=keep, dedupe_order_by=("ts",),
     )  # fmt: skip
     if not table_empty:
         _load(destination, target, {"id": [9], "ts": [0], "v": ["other"]})
@@ -211,3 +211,27 @@ def test_merge_keep_by_order_column_across_batches(
     rows = {r["id"]: r["v"] for r in _rows(destination, "things")}
     expected = {1: "a-null", 2: "b1"} if keep == "first" else {1: "a5", 2: "b7"}
     assert {k: rows[k] for k in (1, 2)} == expected
+
+
+@pytest.mark.parametrize("keep", ["first", "last"])
+@pytest.mark.parametrize("table_empty", [True, False])
+def test_merge_keep_by_several_order_columns_across_batches(
+    destination: Destination, keep: str, table_empty: bool
+) -> None:
+    """Order columns compare in turn (nulls lowest); a full tie keeps the later row under
+    keep: last and the earlier under keep: first, on the direct and the staged path."""
+    target = LoadTarget(
+        "p", "things", WriteMode.MERGE, ("id",), {"id": parse_type("bigint")},
+        dedupe_on=("id",), dedupe_keep=keep, dedupe_order_by=("ts", "mods"),
+    )  # fmt: skip
+    if not table_empty:
+        _load(destination, target, {"id": [9], "ts": [0], "mods": [0], "v": ["other"]})
+    counts = _load(
+        destination, target,
+        {"id": [1, 2, 3], "ts": [5, 1, 1], "mods": [1, 2, None], "v": ["a1", "b1", "c1"]},
+        {"id": [1, 2, 3], "ts": [5, 1, 1], "mods": [2, 2, 0], "v": ["a2", "b2", "c2"]},
+    )  # fmt: skip
+    assert counts == LoadCounts(inserted=3, updated=0, unchanged=0, deduplicated=3)
+    rows = {r["id"]: r["v"] for r in _rows(destination, "things")}
+    expected = {1: "a1", 2: "b1", 3: "c1"} if keep == "first" else {1: "a2", 2: "b2", 3: "c2"}
+    assert {k: rows[k] for k in (1, 2, 3)} == expected

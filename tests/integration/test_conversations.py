@@ -58,7 +58,7 @@ def _instant(text: str) -> datetime:
 
 def test_first_run_matches_manifest(tmp_path: Path, destination_url: str) -> None:
     """Conversations load before their messages; every count is the manifest's."""
-    path, _, manifest = _setup(tmp_path)
+    path, document, manifest = _setup(tmp_path)
     summary = Pipeline.from_yaml(path).run(RunOptions(destination=destination_url))
     assert [r.resource for r in summary.resources] == ["conversations", "messages"]
     counts = {r.resource: r.counts for r in summary.resources}
@@ -79,8 +79,23 @@ def test_first_run_matches_manifest(tmp_path: Path, destination_url: str) -> Non
         assert (c.updated, c.unchanged, c.deduplicated) == (0, 0, 0)
     assert summary.resources[1].notices == [
         "2 of the conversations records could not be read (they are quarantined under "
-        "conversations), so the messages in them are not loaded"
+        "conversations), so the messages in them are not loaded",
+        f"{_unknown_senders(document)} records of messages had a from not in the "
+        "participants of their conversations record (sender_name set to null)",
     ]
+
+
+def _unknown_senders(document: dict[str, Any]) -> int:
+    """Messages read whose sender is not a participant, loaded or later quarantined."""
+    return sum(
+        1
+        for c in document["conversations"]
+        if isinstance(c, dict) and isinstance(c["messages"], list)
+        for m in c["messages"]
+        if isinstance(m, dict)
+        and m.get("from") is not None
+        and m["from"] not in {p["id"] for p in c["participants"]}
+    )
 
 
 def test_messages_carry_their_conversation_and_keep_their_place(

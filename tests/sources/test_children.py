@@ -158,7 +158,8 @@ def test_order_by_a_number_sorts_numerically_and_positions_follow_the_rows(
 
 
 def test_names_map_ids_to_display_names_from_the_parents_list(tmp_path: Path) -> None:
-    """An id found in the parent's list gets its name; an unknown one stays null and is logged."""
+    """An id found in the parent's list gets its name; an unknown one stays null and is
+    counted in the log and the run summary."""
     conversations = [
         {
             "id": "c1",
@@ -178,6 +179,10 @@ def test_names_map_ids_to_display_names_from_the_parents_list(tmp_path: Path) ->
         rows = _rows(list(source.batches()))
     assert [r["sender"] for r in rows] == ["Bob", None, None, "Ann", "Num", None]
     assert source.unmatched == {"sender": 2}
+    assert source.context.notices == [
+        "2 records of messages had a from not in the participants of their conversations "
+        "record (sender set to null)"
+    ]
     assert logs == [
         {
             "event": "names unmatched",
@@ -269,9 +274,44 @@ def test_parents_without_children_leave_no_empty_batch(tmp_path: Path) -> None:
     assert batch.checkpoint["batches"] == 3
 
 
+def test_a_list_of_single_values_gives_parent_key_position_and_value(tmp_path: Path) -> None:
+    """Scalars become records (carried key, position, value); a null value is a record too,
+    and an object or array among them is quarantined, saying the first element decided."""
+    conversations = [
+        {"id": "c1", "messages": ["S1", "S4"]},
+        {"id": "c2", "messages": [7, None, {"s": 1}, ["S9"], True]},
+    ]
+    [batch] = list(_source(tmp_path, conversations, value="service").batches())
+    assert batch.frame.to_dicts() == [
+        {"conversation_id": "c1", "position": 0, "service": "S1"},
+        {"conversation_id": "c1", "position": 1, "service": "S4"},
+        {"conversation_id": "c2", "position": 0, "service": "7"},
+        {"conversation_id": "c2", "position": 1, "service": None},
+        {"conversation_id": "c2", "position": 4, "service": "true"},
+    ]
+    where = "export.json#conversations[1].messages"
+    single = "an element of messages must be a single value (a string, number or boolean)"
+    assert [(u.position, u.raw, u.message) for u in batch.unreadable] == [
+        (f"{where}[2]", '{"s":1}', f"{single} like the first one, found an object"),
+        (f"{where}[3]", '["S9"]', f"{single} like the first one, found an array"),
+    ]
+
+
+def test_single_values_named_like_an_added_column_are_an_error(tmp_path: Path) -> None:
+    """The value column may not take the name of a carried column: ``value:`` renames it."""
+    source = _source(tmp_path, [{"id": "c1", "messages": [1]}], carry={"value": "id"})
+    with pytest.raises(SourceError) as error:
+        list(source.batches())
+    assert str(error.value) == (
+        "children:conversations.messages: the elements of messages are single values, which "
+        "go in column 'value', and the children source adds a column of that name (carry, "
+        "position, sequence or names.as); set `value:` to another name"
+    )
+
+
 def test_only_bad_elements_still_come_out(tmp_path: Path) -> None:
     """With no child to join, unreadable elements come in a batch of their own."""
-    batches = list(_source(tmp_path, [{"id": "c0", "messages": [1, 2]}]).batches())
+    batches = list(_source(tmp_path, [{"id": "c0", "messages": [None, [2]]}]).batches())
     assert [(b.frame.height, len(b.unreadable)) for b in batches] == [(0, 2)]
 
 

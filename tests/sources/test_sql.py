@@ -477,8 +477,8 @@ def test_resume_with_changed_ordering_says_what_to_do(
     source = _source(shared, pg.url, table=pg.table("items"), order_by=("id",), resume=resume)
     assert _error(source) == (
         f"sql:{pg.schema}.items: cannot resume from checkpoint ['other']: rows are now ordered "
-        "by ['id'] (the cursor or primary key changed since that run); load everything again "
-        "with `ladle run --full-refresh`"
+        "by ['id'] (the cursor, primary key or order_by changed since that run); load "
+        "everything again with `ladle run --full-refresh`"
     )
 
 
@@ -627,3 +627,30 @@ resources:
     with duckdb.connect(duckdb_url.removeprefix("duckdb:///")) as conn:
         rows = conn.execute("SELECT id, name FROM items ORDER BY id").fetchall()
     assert rows == [(i, f"item {i}") for i in range(1, 24)]
+
+
+def test_order_by_breaks_ties_after_the_cursor_and_the_key(
+    lite: Database, shared: SharedResources
+) -> None:
+    """Rows come ordered by the cursor, then the primary key, then ``order_by``: events of one
+    incident at the same time arrive in the same order on every run (a keep-last dedupe
+    keeps the same one), and the checkpoint holds all three."""
+    lite.execute(f"CREATE TABLE {lite.table('events')} (incident INTEGER, at TEXT, seq INTEGER)")
+    lite.insert(
+        "events",
+        [
+            {"incident": 2, "at": "10:00", "seq": 9},
+            {"incident": 1, "at": "10:05", "seq": 4},
+            {"incident": 1, "at": "10:05", "seq": 3},
+            {"incident": 1, "at": "10:00", "seq": 7},
+        ],
+    )
+    options = {"type": "sql", "url": lite.url, "table": "events", "order_by": "seq"}
+    context = SourceContext(
+        "events", 10, Path("."), cursor=CursorBound("at", None), order_by=("incident",),
+        shared=shared,
+    )  # fmt: skip
+    [batch] = list(SqlSource(SqlOptions.model_validate(options), context).batches())
+    rows = batch.frame.select("incident", "at", "seq").rows()
+    assert rows == [(1, "10:00", 7), (2, "10:00", 9), (1, "10:05", 3), (1, "10:05", 4)]
+    assert batch.checkpoint["columns"] == ["at", "incident", "seq"]

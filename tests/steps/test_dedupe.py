@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from ladle.batch import ROW
 from ladle.errors import StepError
 from ladle.steps import StepContext
 from ladle.steps.dedupe import Dedupe, DedupeOptions
-from tests.steps.conftest import Batch
+from tests.steps.conftest import Batch, make_batch
 
 KEYED = StepContext(resource="tickets", primary_key=("id",))
 
@@ -86,10 +89,10 @@ def test_an_empty_batch(batch: Batch) -> None:
 
 def test_the_resolved_options_are_public() -> None:
     """The pipeline reads key, keep and order_by to dedupe across batches in the destination."""
-    step = Dedupe(DedupeOptions(on=["Ticket ID"], keep="first", order_by="Updated At"), KEYED)
-    assert (step.key, step.keep, step.order_by) == (("ticket_id",), "first", "updated_at")
+    step = Dedupe(DedupeOptions(on=["Ticket ID"], keep="first", order_by=["Updated At"]), KEYED)
+    assert (step.key, step.keep, step.order_by) == (("ticket_id",), "first", ("updated_at",))
     default = Dedupe(DedupeOptions(), KEYED)
-    assert (default.key, default.keep, default.order_by) == (("id",), "last", None)
+    assert (default.key, default.keep, default.order_by) == (("id",), "last", ())
 
 
 def test_without_a_key_the_step_says_what_to_set() -> None:
@@ -110,3 +113,61 @@ def test_options_accept_a_bare_key_and_refuse_unknown_keys() -> None:
         adapter.validate_python({"order": "x"})
     with pytest.raises(ValidationError, match="keep"):
         adapter.validate_python({"keep": "newest"})
+
+
+def test_order_by_takes_a_list_compared_in_turn(batch: Batch) -> None:
+    """A tie in the first order column goes to the second; a full tie to source order."""
+    frame = batch(id=[1, 1, 1, 2, 2], at=[5, 5, 4, 1, 1], mods=[2, 1, 9, 3, 3])
+    assert kept_rows({"order_by": ["at", "mods"]}, frame) == [0, 4]
+    assert kept_rows({"order_by": ["at", "mods"], "keep": "first"}, frame) == [2, 3]
+
+
+def test_remembered_winners_decide_across_batches(batch: Batch) -> None:
+    """Under remember_winners a row that loses to an earlier batch's winner is deduplicated;
+    one that beats it, or ties it under keep: last, passes."""
+    step = Dedupe(DedupeOptions(order_by=["rev"]), KEYED)
+    step.remember_winners()
+    assert step(batch(id=[1, 2, None], rev=[3, 1, 1])).deduplicated == 0
+    later = step(batch(id=[1, 2, None, 3], rev=[2, 1, 0, None]))
+    assert (list(later.frame.get_column(ROW)), later.deduplicated) == ([1, 2, 3], 1)
+    last = step(batch(id=[1, 3], rev=[4, None]))
+    assert (list(last.frame.get_column(ROW)), last.deduplicated) == ([0, 1], 0)
+
+
+def test_remembered_winners_under_keep_first_pass_only_strictly_lower_rows(batch: Batch) -> None:
+    """keep: first lets a later batch's row through only when it orders strictly lower."""
+    step = Dedupe(DedupeOptions(order_by=["rev"], keep="first"), KEYED)
+    step.remember_winners()
+    step(batch(id=[1, 2], rev=[3, 3]))
+    later = step(batch(id=[1, 2], rev=[3, 2]))
+    assert (list(later.frame.get_column(ROW)), later.deduplicated) == ([1], 1)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 3), st.none() | st.integers(0, 3), st.none() | st.integers(0, 2)),
+        max_size=24,
+    ),
+    size=st.integers(1, 6),
+    keep=st.sampled_from(["first", "last"]),
+)
+def test_remembered_winners_match_one_batch_whatever_the_batches(
+    rows: list[tuple[int, int | None, int | None]], size: int, keep: str
+) -> None:
+    """With remember_winners, the last row let through per key is the row one batch of all
+    records keeps: the load may keep the last one staged."""
+    options = DedupeOptions.model_validate({"order_by": ["a", "b"], "keep": keep})
+    ids, a, b = ([r[i] for r in rows] for i in range(3))
+    whole = Dedupe(options, KEYED)(make_batch(id=ids, a=a, b=b)).frame
+    expected = dict(zip(whole.get_column("id"), whole.get_column(ROW), strict=True))
+    step = Dedupe(options, KEYED)
+    step.remember_winners()
+    last: dict[int, int] = {}
+    for start in range(0, len(rows), size):
+        part = make_batch(
+            id=ids[start : start + size], a=a[start : start + size], b=b[start : start + size]
+        )
+        kept = step(part.with_columns(pl.col(ROW) + start)).frame
+        last |= dict(zip(kept.get_column("id"), kept.get_column(ROW), strict=True))
+    assert last == expected

@@ -22,6 +22,7 @@ from ladle.columns import ColumnSpec
 from ladle.config import load
 from ladle.destinations import connect
 from ladle.errors import ConfigError, StepError
+from ladle.ledger import Note
 from ladle.schema import parse_type
 from ladle.steps import StepContext
 from ladle.steps.lookup import Lookup, LookupOptions
@@ -173,7 +174,10 @@ def test_unmatched_null_keeps_rows_and_logs_the_count_once(lookup: Callable[...,
         first = step(make_batch(county=["Nairobbi", "Nairobi"], ward=["Kibra", "Kibra"]))
         second = step(make_batch(county=["Mombasa"], ward=["Nowhere"]))
         assert logs == []
-        step.finish()
+        notes = step.finish()
+    assert notes == [
+        Note("lookup", 2, "2 records had no match in wards.csv for county/ward (set to null)")
+    ]
     assert first.frame.get_column("ward_id").to_list() == [None, "102"]
     assert second.frame.height == 1
     assert (first.rejects.height, second.rejects.height) == (0, 0)
@@ -206,14 +210,17 @@ def test_unmatched_quarantine_rejects_with_the_key_in_the_message(
     ]
 
 
-def test_null_keys_are_unmatched_but_never_quarantined(lookup: Callable[..., Lookup]) -> None:
-    """A null or blank key part leaves the columns null; quarantine is for wrong values."""
+def test_null_keys_are_neither_quarantined_nor_counted_as_misses(
+    lookup: Callable[..., Lookup],
+) -> None:
+    """A null or blank key part leaves the columns null; quarantine and the count of misses
+    are for wrong values."""
     frame = make_batch(county=["Nairobi", None, "Nairobi"], ward=[None, "Kibra", "  "])
     step = lookup(unmatched="quarantine")
     result = step(frame)
     assert result.rejects.height == 0
     assert result.frame.get_column("ward_id").to_list() == [None, None, None]
-    assert step.unmatched == 3
+    assert (step.unmatched, step.finish()) == (0, [])
 
 
 def test_an_absent_key_column_is_all_nulls(lookup: Callable[..., Lookup]) -> None:
