@@ -32,6 +32,7 @@ RUNS = TableDef(
         ("started_at", _TS), ("finished_at", _TS), ("error", _T), ("peak_memory_mb", _F),
         ("ladle_version", _T), ("config_hash", _T), ("host", _T), ("pid", _BIG),
         ("write_mode", _T), ("leaked_connections", _BIG), ("replay_of", _T),
+        ("rolled_back", _BIG),
     ),
     ("run_id", "resource"),
 )  # fmt: skip
@@ -73,7 +74,7 @@ class RunEntry:
             "peak_memory_mb": self.peak_memory_mb, "ladle_version": self.ladle_version,
             "config_hash": self.config_hash, "host": self.host, "pid": self.pid,
             "write_mode": self.write_mode, "leaked_connections": self.leaked_connections,
-            "replay_of": self.replay_of,
+            "replay_of": self.replay_of, "rolled_back": c.rolled_back,
         }  # fmt: skip
 
 

@@ -26,7 +26,7 @@ from ladle.batch import ROW, SEQ, Counts, SourceBatch, empty_rejects
 from ladle.columns import ColumnSpec
 from ladle.config import PipelineConfig, Resource, WriteMode, from_mapping, load
 from ladle.destinations import Destination, Load, LoadTarget, connect, default_url
-from ladle.errors import LadleError, SourceError, StepError
+from ladle.errors import DestinationError, LadleError, SourceError, StepError
 from ladle.incremental import Cursor, encode
 from ladle.ledger import FAILED, QUEUED, RUNNING, SUCCEEDED, RunEntry
 from ladle.memory import MemoryGovernor
@@ -396,6 +396,7 @@ def _load_resource(
         )
         if committer is not None:
             committer.rollback()
+            message = committer.explain(message, exc)
         if destination is not None:
             entry.status, entry.error = FAILED, message
             entry.finished_at = _now()
@@ -546,7 +547,7 @@ def _stream(
         seq += batch.frame.height
         ready += staged.height
         if committer is not None:
-            committer.add(staged, quarantined, read.checkpoint)
+            committer.add(staged, quarantined, read.checkpoint, position=last_position(read))
         if run.memory is not None:
             size = max(read.frame.estimated_size(), staged.estimated_size())
             run.memory.observe(read.fetched, size)
@@ -555,6 +556,13 @@ def _stream(
         if isinstance(step, FinishingStep):
             step.finish()
     return ready
+
+
+def last_position(batch: SourceBatch) -> str | None:
+    """Where the batch's last record stands in its source (``file.jsonl:30000``)."""
+    if batch.unreadable:
+        return batch.unreadable[-1].position
+    return batch.positions[-1] if batch.positions else None
 
 
 def process_batch(
@@ -639,15 +647,28 @@ class _Committer:
         self._every = run.res.spec.commit_every
         self._pending = 0
         self._committed = Counts()
+        self._chunks = 0
+        """Chunks committed so far (with ``commit_every``)."""
+        self._position: str | None = None
+        """Where the last record staged stands in its source."""
+        self._committed_position: str | None = None
         self._placed = False
         self._unplaced = False
         self._load: Load | None = destination.begin(target)
 
-    def add(self, staged: pl.DataFrame, quarantined: pl.DataFrame, checkpoint: Any) -> None:
+    def add(
+        self,
+        staged: pl.DataFrame,
+        quarantined: pl.DataFrame,
+        checkpoint: Any,
+        *,
+        position: str | None = None,
+    ) -> None:
         """Stage one batch; commit a chunk when enough records have gathered."""
         load = self._current()
         load.stage(staged)
         load.write_quarantine(quarantined, run_id=self._run.run_id, resource=self._run.res.name)
+        self._position = position or self._position
         self._pending += staged.height + quarantined.height
         if self._every is not None and self._pending >= self._every:
             self._commit_chunk(checkpoint)
@@ -672,6 +693,8 @@ class _Committer:
         load.commit()
         self._load = None
         self._committed = replace(self._entry.counts)
+        self._chunks += 1
+        self._committed_position = self._position
         self._pending = 0
         log.info("chunk committed", resource=res.name, fetched=self._entry.counts.fetched)
 
@@ -708,7 +731,9 @@ class _Committer:
         return []
 
     def rollback(self) -> None:
-        """Undo the chunk in hand; the ledger row keeps the counts that were committed."""
+        """Undo the chunk in hand. The ledger row keeps the counts that were committed, and
+        every other record fetched (staged, quarantined or deduplicated in the chunk in
+        hand) is counted as rolled back, so that the row still balances."""
         if self._load is not None:
             try:
                 self._load.rollback()
@@ -717,9 +742,32 @@ class _Committer:
                     "rollback failed", resource=self._run.res.name, error=str(rollback_error)
                 )
             self._load = None
-        if self._committed.fetched:
-            # Earlier chunks are in the destination: the ledger row says what is there.
-            self._entry.counts = replace(self._committed, bytes_read=self._entry.counts.bytes_read)
+        counts = self._entry.counts
+        self._entry.counts = replace(
+            self._committed,
+            fetched=counts.fetched,
+            bytes_read=counts.bytes_read,
+            rolled_back=counts.fetched - self._committed.placed,
+        )
+
+    def explain(self, message: str, error: BaseException) -> str:
+        """``message`` with what of the load committed and what did not, after a rollback.
+
+        Said for every destination error and whenever chunks were committed; other errors
+        of a load that committed nothing keep their own words."""
+        if not self._chunks and not isinstance(error, DestinationError):
+            return message
+        rolled_back = self._entry.counts.rolled_back
+        if not self._chunks:
+            return f"{message}; nothing of this load was committed; run it again"
+        records = self._committed.fetched
+        where = f", up to {self._committed_position}" if self._committed_position else ""
+        chunks = "1 chunk was" if self._chunks == 1 else f"{self._chunks:,} chunks were"
+        return (
+            f"{message}; {chunks} committed ({records:,} records{where}); the chunk in hand "
+            f"({rolled_back:,} records) was rolled back; the next run resumes after the last "
+            "checkpoint"
+        )
 
     def _current(self) -> Load:
         if self._load is None:
