@@ -437,8 +437,8 @@ class PostgresLoad:
 
     def finish(self) -> LoadCounts:
         """Dedupe staged rows and merge them in with one statement; exact counts."""
+        self._end_copy()
         with self._translated(f"merging into {self._table!r}"):
-            self._copy.close()
             if not self._prepared:
                 return self._finish_empty()
             counts = LoadCounts(self._copied, 0, 0, 0)
@@ -585,23 +585,22 @@ class PostgresLoad:
             (run_id, self._target.pipeline, resource, r["position"], r["raw"], r["errors"], now)
             for r in rows.iter_rows(named=True)
         ]
-        with self._translated("writing the quarantine"):
-            self._copy.close()
-            with self._conn.cursor() as cursor:
-                cursor.executemany(
-                    sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s, %s)").format(
-                        sql.Identifier(self._schema, QUARANTINE.name)
-                    ),
-                    values,
-                )
+        self._end_copy()
+        with self._translated("writing the quarantine"), self._conn.cursor() as cursor:
+            cursor.executemany(
+                sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s, %s)").format(
+                    sql.Identifier(self._schema, QUARANTINE.name)
+                ),
+                values,
+            )
 
     def discard_quarantine(self, *, run_id: str, resource: str, positions: Sequence[str]) -> int:
         """Delete the run's quarantine rows at ``positions`` in this transaction."""
         query = sql.SQL(
             "DELETE FROM {} WHERE run_id = %s AND resource = %s AND position = ANY(%s::text[])"
         ).format(sql.Identifier(self._schema, QUARANTINE.name))
+        self._end_copy()
         with self._translated("replaying the quarantine"):
-            self._copy.close()
             cursor = self._execute(query, [run_id, resource, list(positions)])
         return int(cursor.rowcount)
 
@@ -609,8 +608,8 @@ class PostgresLoad:
         """Replace one ``_ladle_state`` entry in this transaction."""
         table = sql.Identifier(self._schema, STATE.name)
         pipeline = self._target.pipeline
+        self._end_copy()
         with self._translated("writing state"):
-            self._copy.close()
             self._execute(
                 sql.SQL("DELETE FROM {} WHERE pipeline = %s AND resource = %s AND key = %s").format(
                     table
@@ -631,15 +630,15 @@ class PostgresLoad:
 
     def write_ledger(self, entry: RunEntry) -> None:
         """Write the ledger row's final values in this transaction."""
+        self._end_copy()
         with self._translated("writing the ledger"):
-            self._copy.close()
             _write_ledger(self._conn, self._schema, entry, commit=False)
 
     def commit(self) -> None:
         """Commit data, quarantine, state and ledger together, and return the connection."""
         try:
+            self._end_copy()
             with self._translated(f"committing {self._table!r}"):
-                self._copy.close()
                 self._conn.commit()
         finally:
             self._give_back()
@@ -667,6 +666,11 @@ class PostgresLoad:
 
     def _translated(self, doing: str) -> AbstractContextManager[None]:
         return _translated(doing, timeouts=self._timeouts, locks=self._watcher)
+
+    def _end_copy(self) -> None:
+        """Finish the open COPY: an error the server kept for its end is the load's."""
+        with self._translated(f"loading {self._table!r}"):
+            self._copy.close()
 
     def _ident(self, table: str) -> sql.Identifier:
         return sql.Identifier(self._schema, table)
