@@ -107,9 +107,11 @@ class PipelineSpec(BaseModel):
     """The pipeline's name, as the ledger records it: letters, digits, ``_`` and ``-``."""
     destination: str | None = None
     """``duckdb:///relative/path.duckdb`` (``duckdb:////absolute/path.duckdb``; query
-    parameters are DuckDB settings) or ``postgresql://user@host:5432/db?schema=name``;
-    not set: ``duckdb:///<pipeline>.duckdb`` in the working directory. Keep a URL with a
-    password in the environment: ``${DATABASE_URL}``."""
+    parameters are DuckDB settings) or ``postgresql://user@host:5432/db?schema=name``
+    (also ``&lock_timeout=60s`` and ``&statement_timeout=0``, the defaults: how long a
+    statement may wait for a lock, and run; ``0`` is no limit); not set:
+    ``duckdb:///<pipeline>.duckdb`` in the working directory. Keep a URL with a password
+    in the environment: ``${DATABASE_URL}``."""
     timezone: str = "UTC"
     """IANA zone for naive datetimes cast to ``timestamptz`` (unless a column names its
     own), and the session zone of ``derive`` expressions."""
