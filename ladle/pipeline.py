@@ -28,7 +28,7 @@ from ladle.config import PipelineConfig, Resource, WriteMode, from_mapping, load
 from ladle.destinations import Destination, Load, LoadTarget, connect, default_url
 from ladle.errors import DestinationError, LadleError, SourceError, StepError
 from ladle.incremental import Cursor, encode
-from ladle.ledger import FAILED, QUEUED, RUNNING, SUCCEEDED, RunEntry
+from ladle.ledger import FAILED, QUEUED, RUNNING, RUNS, SUCCEEDED, RunEntry
 from ladle.memory import MemoryGovernor
 from ladle.quarantine import rows_from_rejects, rows_from_unreadable
 from ladle.redact import mask
@@ -359,6 +359,7 @@ def _load_resource(
     committer: _Committer | None = None
     notices: list[str] = table_notices(res)
     reports: list[Report] = []
+    ready = 0
     try:
         steps = build_steps(run.config, res, destination)
         target = load_target(run.config, res, steps)
@@ -394,6 +395,16 @@ def _load_resource(
         message = (
             mask(str(exc)) if isinstance(exc, LadleError) else mask(f"{type(exc).__name__}: {exc}")
         )
+        if committer is not None and committer.settle():
+            notices.append(
+                f"committing reported an error, but the commit landed (the ledger row written "
+                f"with the data says so): {message}"
+            )
+            seconds = time.monotonic() - started
+            return ResourceResult(
+                res.name, res.table, SUCCEEDED, entry.counts, seconds,
+                ready=ready, notices=notices, reports=reports,
+            )  # fmt: skip
         if committer is not None:
             committer.rollback()
             message = committer.explain(message, exc)
@@ -654,6 +665,10 @@ class _Committer:
         self._committed_position: str | None = None
         self._placed = False
         self._unplaced = False
+        self._in_flight: tuple[Counts, str] | None = None
+        """The counts and status a commit under way writes, until it returns."""
+        self._unknown = False
+        """Whether a commit that raised may have landed: its ledger row could not be read."""
         self._load: Load | None = destination.begin(target)
 
     def add(
@@ -690,8 +705,7 @@ class _Committer:
         }
         load.write_state(res.name, CHECKPOINT, saved, run_id=self._run.run_id)
         load.write_ledger(self._entry)
-        load.commit()
-        self._load = None
+        self._commit(load)
         self._committed = replace(self._entry.counts)
         self._chunks += 1
         self._committed_position = self._position
@@ -720,8 +734,7 @@ class _Committer:
         state = {"run_id": run_id, "table": res.table, "rows": rows}
         load.write_state(res.name, LAST_RUN, state, run_id=run_id)
         load.write_ledger(entry)
-        load.commit()
-        self._load = None
+        self._commit(load)
         if self._unplaced and not self._placed:
             return [
                 f"commit_every was not applied: this {res.source_type} source cannot say where "
@@ -729,6 +742,39 @@ class _Committer:
                 "cursor to order by), so the load was one transaction"
             ]
         return []
+
+    def _commit(self, load: Load) -> None:
+        """Commit; one that raises may have landed all the same (see :meth:`settle`)."""
+        self._in_flight = (replace(self._entry.counts), self._entry.status)
+        load.commit()
+        self._in_flight = None
+        self._load = None
+
+    def settle(self) -> bool:
+        """After a failure, if a commit was in flight when it came (the connection lost while
+        committing), read back the ledger row that went with it: a chunk that landed counts
+        as committed; True if the whole load landed. Unknown if the row cannot be read."""
+        if self._in_flight is None:
+            return False
+        (counts, status), self._in_flight = self._in_flight, None
+        self._load = None  # a commit that raised has ended the transaction, either way
+        where = {"run_id": self._run.run_id, "resource": self._run.res.name}
+        try:
+            rows = self._destination.read(RUNS.name, where).to_dicts()
+        except LadleError as exc:
+            self._unknown = True
+            log.warning(
+                "could not read back the ledger", resource=where["resource"], error=str(exc)
+            )
+            return False
+        if not rows or rows[0]["status"] != status or rows[0]["fetched"] != counts.fetched:
+            return False
+        if status == SUCCEEDED:
+            return True
+        self._committed = counts
+        self._chunks += 1
+        self._committed_position = self._position
+        return False
 
     def rollback(self) -> None:
         """Undo the chunk in hand. The ledger row keeps the counts that were committed, and
@@ -757,6 +803,11 @@ class _Committer:
         of a load that committed nothing keep their own words."""
         if not self._chunks and not isinstance(error, DestinationError):
             return message
+        if self._unknown:
+            return message + (
+                "; the ledger could not be read back to tell whether that commit landed: if it "
+                "did, the ledger row written with it says so (ladle runs)"
+            )
         rolled_back = self._entry.counts.rolled_back
         if not self._chunks:
             return f"{message}; nothing of this load was committed; run it again"

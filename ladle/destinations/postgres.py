@@ -33,7 +33,12 @@ from ladle.config import WriteMode
 from ladle.destinations import Check, LoadCounts, LoadTarget, mask
 from ladle.destinations.evolve import TEXT, batch_types, evolve
 from ladle.destinations.keyset import KeySet, key_hashes
-from ladle.destinations.postgres_locks import LockWatcher, Timeouts, seconds_text
+from ladle.destinations.postgres_locks import (
+    LockWatcher,
+    Timeouts,
+    await_session_end,
+    seconds_text,
+)
 from ladle.destinations.references import KeyLookup, empty_keys, key_lookup
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
@@ -95,7 +100,7 @@ class PostgresDestination:
             psycopg.connect(conninfo, connect_timeout=10).close()
             self._pool.open(wait=True, timeout=15)
         self._checked_out = 0
-        with self._pool.connection() as conn, self._translated("creating ladle's tables"):
+        with self._translated("creating ladle's tables"), self._pool.connection() as conn:
             # Workers start together: IF NOT EXISTS is not safe against a concurrent
             # CREATE, so the setup is serialized with a lock held until it commits.
             _lock_ddl(conn, self.schema, "")
@@ -130,7 +135,7 @@ class PostgresDestination:
 
     def record_run(self, entry: RunEntry) -> None:
         """Write the ledger row in its own transaction."""
-        with self._pool.connection() as conn, self._translated("writing the ledger"):
+        with self._translated("writing the ledger"), self._pool.connection() as conn:
             _write_ledger(conn, self.schema, entry)
 
     def read(
@@ -151,7 +156,7 @@ class PostgresDestination:
             )
         if limit:
             query += sql.SQL(" LIMIT {}").format(sql.Literal(int(limit)))
-        with self._pool.connection() as conn, self._translated(f"reading {table}"):
+        with self._translated(f"reading {table}"), self._pool.connection() as conn:
             if _columns(conn, self.schema, table) is None:
                 return pl.DataFrame()
             cursor = conn.execute(query, list(where.values()))
@@ -162,7 +167,7 @@ class PostgresDestination:
     def read_state(self, pipeline: str, resource: str) -> dict[str, Any]:
         """The resource's ``_ladle_state`` entries by key, values decoded from JSON."""
         query = sql.SQL("SELECT key, value::text FROM {} WHERE pipeline = %s AND resource = %s")
-        with self._pool.connection() as conn, self._translated("reading state"):
+        with self._translated("reading state"), self._pool.connection() as conn:
             if _columns(conn, self.schema, STATE.name) is None:
                 return {}
             rows = conn.execute(
@@ -176,7 +181,7 @@ class PostgresDestination:
         Runs on a pooled connection of its own (a load may hold another), returned on
         every path; it sees what is committed.
         """
-        with self._pool.connection() as conn, self._translated(f"looking up keys in {table!r}"):
+        with self._translated(f"looking up keys in {table!r}"), self._pool.connection() as conn:
             lookup = key_lookup(keys, columns, _columns(conn, self.schema, table))
             if lookup is None:
                 return empty_keys(keys, columns)
@@ -189,7 +194,7 @@ class PostgresDestination:
     def diagnose(self) -> list[Check]:
         """For ``ladle doctor``: does the server answer, which version, may ladle create tables."""
         checks = [Check("destination answers", True, self.url)]
-        with self._pool.connection() as conn, self._translated("asking the server's version"):
+        with self._translated("asking the server's version"), self._pool.connection() as conn:
             row = conn.execute("SHOW server_version").fetchone()
             checks.append(Check("server version", True, f"PostgreSQL {row[0] if row else '?'}"))
             probe = sql.SQL("CREATE TABLE {} (x integer)").format(
@@ -635,11 +640,20 @@ class PostgresLoad:
             _write_ledger(self._conn, self._schema, entry, commit=False)
 
     def commit(self) -> None:
-        """Commit data, quarantine, state and ledger together, and return the connection."""
+        """Commit data, quarantine, state and ledger together, and return the connection.
+
+        If the connection is lost during COMMIT, the server may still be committing: the
+        error is raised once that session has ended, so that what the database holds by
+        then (its ledger row) tells whether the commit landed."""
         try:
             self._end_copy()
             with self._translated(f"committing {self._table!r}"):
-                self._conn.commit()
+                try:
+                    self._conn.commit()
+                except psycopg.OperationalError:
+                    if self._conn.closed and self._watcher is not None:
+                        await_session_end(self._watcher.pool, self._watcher.pid)
+                    raise
         finally:
             self._give_back()
 

@@ -142,6 +142,26 @@ def _holders(rows: list[tuple[Any, ...]]) -> list[Holder]:
     ]
 
 
+def await_session_end(pool: Any, pid: int, *, timeout: float = 60.0) -> bool:
+    """Wait until backend ``pid`` is gone; False if it is still there after ``timeout``.
+
+    A connection lost during COMMIT leaves the server finishing that commit on its own:
+    only once its session has ended does the database say for sure whether it landed.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with pool.connection(timeout=5) as conn:
+                row = conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid])
+                if row.fetchone() is None:
+                    return True
+                conn.rollback()
+        except Exception as exc:  # the server may be gone too: keep asking until the deadline
+            log.debug("cannot ask whether a session ended", error=mask(str(exc)))
+        time.sleep(0.2)
+    return False
+
+
 class LockWatcher:
     """While a load's session waits on a lock, log who holds it; remember them for the error.
 
@@ -153,7 +173,9 @@ class LockWatcher:
     def __init__(
         self, pool: Any, pid: int, *, table: str, timeouts: Timeouts, resource_table: str
     ) -> None:
+        self.pool = pool
         self._pool = pool
+        self.pid = pid
         self._pid = pid
         self._table = table
         """The load's table, schema-qualified: the holders of its locks, if none were seen."""

@@ -11,9 +11,12 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -24,6 +27,7 @@ from ladle.destinations import connect
 from ladle.ledger import RUNS
 from ladle.pipeline import ResourceResult
 from ladle.quarantine import QUARANTINE
+from tests.tcp_proxy import TcpProxy
 
 PIPELINE = """\
 pipeline: truth
@@ -283,3 +287,64 @@ def test_an_old_ledger_gets_the_rolled_back_column(
         assert "rolled_back" in dest.read(RUNS.name, {}).columns
     finally:
         dest.close()
+
+
+def test_a_commit_that_lands_although_the_connection_is_lost_is_told_as_such(
+    tmp_path: Path, postgres_server: str, postgres_url: str,
+    write_pipeline: Callable[[str], Path],
+) -> None:  # fmt: skip
+    """The connection drops while the server is still committing: the commit lands, so the
+    run reads the ledger row that went with it back and says succeeded, with a notice,
+    instead of overwriting that row with a failed one."""
+    server, schema = postgres_url.rsplit("?", 1)[0], postgres_url.rsplit("schema=", 1)[1]
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(f'CREATE TABLE "{schema}".events (id bigint PRIMARY KEY, v bigint)')
+        # A deferred constraint trigger runs inside COMMIT: it holds the commit for 2 s.
+        conn.execute(
+            f'CREATE FUNCTION "{schema}".slow() RETURNS trigger LANGUAGE plpgsql AS $$ '
+            "BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$"
+        )
+        conn.execute(
+            f'CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON "{schema}".events '
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.id = 0) "
+            f'EXECUTE FUNCTION "{schema}".slow()'
+        )
+    application_name = f"ladle_test_{uuid.uuid4().hex[:8]}"
+    pipeline = write_pipeline(PIPELINE.format(write="append", extra=""))
+    _events(tmp_path / "events.jsonl", 100)
+    port = urlsplit(server).port or 5432
+    with TcpProxy(port) as proxy:
+        url = urlunsplit(urlsplit(postgres_url)._replace(netloc=f"postgres@127.0.0.1:{proxy.port}"))
+        url += f"&application_name={application_name}"
+
+        def drop_while_committing() -> None:
+            with psycopg.connect(server, autocommit=True) as conn:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    row = conn.execute(
+                        "SELECT 1 FROM pg_stat_activity WHERE application_name = %s "
+                        "AND query = 'COMMIT' AND wait_event = 'PgSleep'",
+                        [application_name],
+                    ).fetchone()
+                    if row:
+                        proxy.stop()
+                        proxy.start()
+                        return
+                    time.sleep(0.05)
+
+        dropper = threading.Thread(target=drop_while_committing)
+        dropper.start()
+        try:
+            (result,) = Pipeline.from_yaml(pipeline).run(RunOptions(destination=url)).resources
+        finally:
+            dropper.join()
+    assert result.status == "succeeded", result.error
+    assert result.notices[-1].startswith(
+        "committing reported an error, but the commit landed (the ledger row written with the "
+        "data says so): PostgreSQL error while committing 'events': "
+    )
+    assert result.notices[-1].endswith(": the connection was lost")
+    (row,) = _check_ledger(postgres_url)
+    assert (row["status"], row["inserted"], row["quarantined"]) == ("succeeded", 99, 1)
+    assert _ids(postgres_url) == [i for i in range(100) if i != BAD]
