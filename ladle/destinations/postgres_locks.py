@@ -149,17 +149,24 @@ def await_session_end(pool: Any, pid: int, *, timeout: float = 60.0) -> bool:
     only once its session has ended does the database say for sure whether it landed.
     """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    unanswered = 0
+    while time.monotonic() < deadline and unanswered < _ASK_SERVER:
         try:
-            with pool.connection(timeout=5) as conn:
+            with pool.connection(timeout=2) as conn:
                 row = conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid])
                 if row.fetchone() is None:
                     return True
                 conn.rollback()
-        except Exception as exc:  # the server may be gone too: keep asking until the deadline
+            unanswered = 0
+        except Exception as exc:  # the server is gone too: nobody can tell for now
+            unanswered += 1
             log.debug("cannot ask whether a session ended", error=mask(str(exc)))
         time.sleep(0.2)
     return False
+
+
+_ASK_SERVER = 3
+"""Attempts to reach a server that does not answer before giving up on the question."""
 
 
 class LockWatcher:
