@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from ladle import Pipeline, RunOptions
 from ladle.destinations import connect
+from ladle.destinations.postgres import PostgresDestination
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS
 
@@ -145,3 +146,24 @@ def test_a_timeout_without_a_unit_is_refused(postgres_url: str, query: str, mess
     assert str(error.value).endswith(
         "write it with a unit (500ms, 30s, 5min, 1h), or 0 for no limit"
     )
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [("", ("1min", "0")), ("&lock_timeout=500ms&statement_timeout=2min", ("500ms", "2min"))],
+    ids=["defaults", "from the URL"],
+)
+def test_every_session_runs_under_the_timeouts(
+    postgres_url: str, query: str, expected: tuple[str, str]
+) -> None:
+    """lock_timeout is 60 s and statement_timeout off unless the URL sets them."""
+    dest = connect(postgres_url + query)
+    assert isinstance(dest, PostgresDestination)
+    try:
+        with dest._pool.connection() as conn:  # the session's own settings
+            row = conn.execute(
+                "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
+            ).fetchone()
+    finally:
+        dest.close()
+    assert row == expected
