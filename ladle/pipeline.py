@@ -810,7 +810,8 @@ class _Committer:
             )
         rolled_back = self._entry.counts.rolled_back
         if not self._chunks:
-            return f"{message}; nothing of this load was committed; run it again"
+            again = "; run it again" if getattr(error, "transient", False) else ""
+            return f"{message}; nothing of this load was committed{again}"
         records = self._committed.fetched
         where = f", up to {self._committed_position}" if self._committed_position else ""
         chunks = "1 chunk was" if self._chunks == 1 else f"{self._chunks:,} chunks were"
