@@ -778,8 +778,9 @@ def _what_happened(
     if state == _QUERY_CANCELED:
         if "statement timeout" in str(exc):
             limit = seconds_text(timeouts.statement_ms)
+            waiting = f" waiting for {locks.describe()}" if locks and locks.holders else ""
             return (
-                f": the statement ran longer than statement_timeout ({limit}) and was "
+                f": the statement ran longer than statement_timeout ({limit}){waiting} and was "
                 "canceled; raise ?statement_timeout= in the destination URL (0: no limit)",
                 False,
             )

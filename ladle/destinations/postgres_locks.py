@@ -231,6 +231,7 @@ class LockWatcher:
             rows = conn.execute(_BLOCKERS, {"pid": self._pid}).fetchall()
             conn.rollback()
         if not rows:
+            self.holders = []
             return 0.0
         self.holders = _holders(rows)
         self.waiting_on = rows[0][5]

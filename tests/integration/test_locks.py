@@ -167,3 +167,32 @@ def test_every_session_runs_under_the_timeouts(
     finally:
         dest.close()
     assert row == expected
+
+
+def test_a_statement_timeout_while_waiting_for_a_lock_names_the_holder(
+    tmp_path: Path,
+    postgres_url: str,
+    write_pipeline: Callable[[str], Path],
+    locked: Callable[[], psycopg.Connection[object]],
+) -> None:
+    """With no lock_timeout, statement_timeout ends the wait: the error says it was the
+    statement timeout, and what the statement was waiting for."""
+    pipeline = write_pipeline(PIPELINE)
+    _events(tmp_path / "events.jsonl", 100, version=1)
+    assert Pipeline.from_yaml(pipeline).run(RunOptions(destination=postgres_url)).ok
+    _events(tmp_path / "events.jsonl", 100, version=2)
+    holder = locked()
+    schema = postgres_url.rsplit("schema=", 1)[1]
+    url = f"{postgres_url}&lock_timeout=0&statement_timeout=3s"
+    (result,) = Pipeline.from_yaml(pipeline).run(RunOptions(destination=url)).resources
+    message = (
+        "PostgreSQL error while loading 'events': canceling statement due to statement timeout: "
+        f"the statement ran longer than statement_timeout (3 s) waiting for a lock on table "
+        f"{schema}.events held by pid {holder.info.backend_pid} ({HOLDER}, idle in transaction "
+        "for SECONDS s: "
+        f'LOCK TABLE "{schema}".events IN ACCESS EXCLUSIVE MODE) and was canceled; raise '
+        "?statement_timeout= in the destination URL (0: no limit); nothing of this load was "
+        "committed"
+    )
+    pattern = re.escape(message).replace("SECONDS", r"\d+")
+    assert re.fullmatch(pattern, result.error or ""), result.error
