@@ -5,7 +5,8 @@ that session holds it. So every pooled session runs with ``lock_timeout`` (60 s 
 the URL says otherwise) and ``statement_timeout`` (off unless the URL says otherwise),
 and while a load waits on a lock a :class:`LockWatcher` asks, from another pooled
 connection, who blocks it (``pg_blocking_pids``), logs it, and keeps it for the error
-that the timeout raises.
+that the timeout raises. :func:`await_session_end` waits out a session whose connection
+was lost during COMMIT, so that the database can say whether the commit landed.
 """
 
 from __future__ import annotations
@@ -181,13 +182,11 @@ class LockWatcher:
         self, pool: Any, pid: int, *, table: str, timeouts: Timeouts, resource_table: str
     ) -> None:
         self.pool = pool
-        self._pool = pool
         self.pid = pid
-        self._pid = pid
+        """The load's backend."""
         self._table = table
         """The load's table, schema-qualified: the holders of its locks, if none were seen."""
         self._resource_table = resource_table
-        self._timeouts = timeouts
         self.timeouts = timeouts
         self._stop = threading.Event()
         self.holders: list[Holder] = []
@@ -202,7 +201,7 @@ class LockWatcher:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        after = self._timeouts.report_after
+        after = self.timeouts.report_after
         every = max(0.2, min(1.0, after / 2))
         reported = 0.0
         while not self._stop.wait(every):
@@ -219,16 +218,16 @@ class LockWatcher:
                     table=self._resource_table,
                     lock=self.waiting_on,
                     waited_s=round(waited, 1),
-                    lock_timeout=seconds_text(self._timeouts.lock_ms)
-                    if self._timeouts.lock_ms
+                    lock_timeout=seconds_text(self.timeouts.lock_ms)
+                    if self.timeouts.lock_ms
                     else "none",
                     held_by=[h.describe() for h in self.holders],
                 )
 
     def _look(self) -> float:
         """Ask who blocks the load; return how long its statement has waited (0: not)."""
-        with self._pool.connection(timeout=1) as conn:
-            rows = conn.execute(_BLOCKERS, {"pid": self._pid}).fetchall()
+        with self.pool.connection(timeout=1) as conn:
+            rows = conn.execute(_BLOCKERS, {"pid": self.pid}).fetchall()
             conn.rollback()
         if not rows:
             self.holders = []
@@ -243,8 +242,8 @@ class LockWatcher:
         what = self.waiting_on or self._table
         if not holders:
             try:
-                with self._pool.connection(timeout=2) as conn:
-                    rows = conn.execute(_HOLDERS_OF, [self._table, self._pid]).fetchall()
+                with self.pool.connection(timeout=2) as conn:
+                    rows = conn.execute(_HOLDERS_OF, [self._table, self.pid]).fetchall()
                     conn.rollback()
                 holders = _holders(rows)
             except Exception:  # the error is told without the holders then
