@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def test_lock_timeout_names_the_holder_and_commits_nothing(
     holder = locked()
     pid = holder.info.backend_pid
     schema = postgres_url.rsplit("schema=", 1)[1]
-    url = f"{postgres_url}&lock_timeout=3s"
+    url = f"{postgres_url}&lock_timeout=4s"
     with capture_logs() as logs:
         (result,) = Pipeline.from_yaml(pipeline).run(RunOptions(destination=url)).resources
     assert result.status == "failed"
@@ -79,7 +80,7 @@ def test_lock_timeout_names_the_holder_and_commits_nothing(
     )
     message = (
         "PostgreSQL error while loading 'events': canceling statement due to lock timeout: "
-        f"waited 3 s for a lock on table {schema}.events held by HOLDER; end that session, "
+        f"waited 4 s for a lock on table {schema}.events held by HOLDER; end that session, "
         "or raise ?lock_timeout= in the destination URL; nothing of this load was "
         "committed; run it again"
     )
@@ -89,7 +90,7 @@ def test_lock_timeout_names_the_holder_and_commits_nothing(
     waits = [e for e in logs if e["event"] == "waiting for a lock"]
     assert len(waits) == 1
     assert waits[0]["lock"] == f"{schema}.events"
-    assert waits[0]["lock_timeout"] == "3 s"
+    assert waits[0]["lock_timeout"] == "4 s"
     assert re.fullmatch(held_by, waits[0]["held_by"][0])
     holder.rollback()
     dest = connect(postgres_url)
@@ -110,20 +111,30 @@ def test_a_lock_released_in_time_is_logged_and_the_run_succeeds(
     write_pipeline: Callable[[str], Path],
     locked: Callable[[], psycopg.Connection[object]],
 ) -> None:
-    """A lock held for a few seconds: the run logs the holder while it waits, then loads."""
+    """A lock held until the run has said who holds it (after 5 s): the run logs the
+    holder while it waits, then loads."""
     pipeline = write_pipeline(PIPELINE)
     _events(tmp_path / "events.jsonl", 100, version=1)
     assert Pipeline.from_yaml(pipeline).run(RunOptions(destination=postgres_url)).ok
     _events(tmp_path / "events.jsonl", 200, version=2)
     holder = locked()
-    release = threading.Timer(4.5, holder.rollback)
-    release.start()
-    try:
-        url = f"{postgres_url}&lock_timeout=6s"  # the holders are logged after 3 s
-        with capture_logs() as logs:
+    with capture_logs() as logs:
+
+        def release_once_told() -> None:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                if any(e["event"] == "waiting for a lock" for e in list(logs)):
+                    break
+                time.sleep(0.1)
+            holder.rollback()
+
+        release = threading.Thread(target=release_once_told)
+        release.start()
+        try:
+            url = f"{postgres_url}&lock_timeout=20s"
             summary = Pipeline.from_yaml(pipeline).run(RunOptions(destination=url))
-    finally:
-        release.join()
+        finally:
+            release.join()
     assert summary.ok, summary.resources[0].error
     counts = summary.resources[0].counts
     assert (counts.inserted, counts.updated, counts.rolled_back) == (100, 100, 0)
