@@ -161,13 +161,20 @@ class Counts:
     deduplicated: int = 0
     quarantined: int = 0
     bytes_read: int = 0
+    rolled_back: int = 0
+    """Records of a failed run's chunk in hand: fetched, then undone with its transaction
+    (what steps quarantined or deduplicated in it included). Zero for a run that succeeded."""
 
     @property
     def balanced(self) -> bool:
         """The invariant: every fetched record ended in exactly one place."""
-        return self.fetched == (
-            self.inserted + self.updated + self.unchanged + self.deduplicated + self.quarantined
-        )
+        return self.fetched == self.placed + self.rolled_back
+
+    @property
+    def placed(self) -> int:
+        """Records whose place is committed: inserted, updated, unchanged, deduplicated,
+        quarantined."""
+        return self.inserted + self.updated + self.unchanged + self.deduplicated + self.quarantined
 
     def verify(self, resource: str) -> None:
         """Raise before commit when the invariant does not hold (a bug, never bad data)."""
@@ -178,5 +185,5 @@ class Counts:
                 f"resource {resource!r}: the ledger does not balance (fetched {self.fetched} != "
                 f"inserted {self.inserted} + updated {self.updated} + unchanged "
                 f"{self.unchanged} + deduplicated {self.deduplicated} + quarantined "
-                f"{self.quarantined}); nothing was committed"
+                f"{self.quarantined} + rolled back {self.rolled_back}); nothing was committed"
             )

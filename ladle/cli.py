@@ -150,7 +150,10 @@ def _print_summary(summary: RunSummary) -> None:
         table.add_column(
             name, justify="right" if name not in ("resource", "table", "status") else "left"
         )
-    for name in ("deduplicated", "quarantined", "quality", "seconds"):
+    # A failed resource shows what committed; the rest of what it fetched was rolled back.
+    rolled_back = any(r.counts.rolled_back for r in summary.resources)
+    extra = ("rolled back",) if rolled_back else ()
+    for name in ("deduplicated", "quarantined", *extra, "quality", "seconds"):
         table.add_column(name, justify="right")
     for r in summary.resources:
         c = r.counts
@@ -165,7 +168,8 @@ def _print_summary(summary: RunSummary) -> None:
             f"{c.unchanged:,}",
             f"{c.deduplicated:,}",
             f"{c.quarantined:,}",
-            "-" if r.quality is None else f"{r.quality:.1%}",
+            *((f"{c.rolled_back:,}",) if rolled_back else ()),
+            "-" if r.quality is None or r.status != "succeeded" else f"{r.quality:.1%}",
             f"{r.seconds:.2f}",
         )
     out.print(table)
@@ -259,7 +263,7 @@ def runs(file: Path | None, pipeline_name: str | None, destination: str | None, 
             dest.close()
     table = Table(title=f"runs in {dest.url}", title_justify="left")
     headers = ("run", "resource", "status", "fetched", "inserted", "updated", "unchanged")
-    for h in (*headers, "dedup", "quarant.", "started (UTC)", "secs", "error"):
+    for h in (*headers, "dedup", "quarant.", "rolled b.", "started (UTC)", "secs", "error"):
         numeric = h not in ("run", "resource", "status", "started (UTC)", "error")
         table.add_column(h, overflow="fold", justify="right" if numeric else "left")
     for row in rows.iter_rows(named=True):
@@ -276,6 +280,7 @@ def runs(file: Path | None, pipeline_name: str | None, destination: str | None, 
             escape(row["resource"]),
             f"[{style}]{status}[/{style}]",
             *(f"{row[k]:,}" for k in _COUNTS),
+            f"{row.get('rolled_back') or 0:,}",
             row["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
             secs,
             escape(mask(row["error"] or "")[:200]),

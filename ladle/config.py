@@ -127,8 +127,10 @@ class PipelineSpec(BaseModel):
     destination: str | None = None
     """``duckdb:///relative/path.duckdb`` (``duckdb:////absolute/path.duckdb``; query
     parameters are DuckDB settings) or ``postgresql://user@host:5432/db?schema=name``
-    (``?pool_timeout=`` seconds to wait for a pooled connection, default 30; other
-    parameters are libpq's, e.g. ``connect_timeout``, ladle's default 10); not set:
+    (``?pool_timeout=`` seconds to wait for a pooled connection, default 30;
+    ``&lock_timeout=60s`` and ``&statement_timeout=0``, the defaults: how long a statement
+    may wait for a lock, and run, ``0`` is no limit; other parameters are libpq's, e.g.
+    ``connect_timeout``, ladle's default 10); not set:
     ``duckdb:///<pipeline>.duckdb`` in the working directory. Keep a URL with a password
     in the environment: ``${DATABASE_URL}``."""
     timezone: str = "UTC"

@@ -34,6 +34,7 @@ RUNS = TableDef(
         ("ladle_version", _T), ("config_hash", _T), ("host", _T), ("pid", _BIG),
         ("write_mode", _T), ("leaked_connections", _BIG), ("replay_of", _T),
         ("notes", _T),
+        ("rolled_back", _BIG),
     ),
     ("run_id", "resource"),
 )  # fmt: skip
@@ -89,6 +90,7 @@ class RunEntry:
             "write_mode": self.write_mode, "leaked_connections": self.leaked_connections,
             "replay_of": self.replay_of,
             "notes": json.dumps([asdict(n) for n in self.notes]) if self.notes else None,
+            "rolled_back": c.rolled_back,
         }  # fmt: skip
 
 

@@ -33,9 +33,9 @@ from ladle.config import (
     load,
 )
 from ladle.destinations import Destination, Load, LoadTarget, connect, default_url
-from ladle.errors import ConfigError, LadleError, SourceError, StepError
+from ladle.errors import ConfigError, DestinationError, LadleError, SourceError, StepError
 from ladle.incremental import Cursor, encode
-from ladle.ledger import FAILED, QUEUED, RUNNING, SUCCEEDED, RunEntry
+from ladle.ledger import FAILED, QUEUED, RUNNING, RUNS, SUCCEEDED, RunEntry
 from ladle.memory import MemoryGovernor
 from ladle.quarantine import rows_from_rejects, rows_from_unreadable
 from ladle.redact import mask
@@ -374,6 +374,7 @@ def _load_resource(
     committer: _Committer | None = None
     notices: list[str] = table_notices(res)
     reports: list[Report] = []
+    ready = 0
     try:
         steps = build_steps(run.config, res, destination)
         target = load_target(run.config, res, steps, allow_shrink=run.options.allow_shrink)
@@ -410,8 +411,19 @@ def _load_resource(
         message = (
             mask(str(exc)) if isinstance(exc, LadleError) else mask(f"{type(exc).__name__}: {exc}")
         )
+        if committer is not None and committer.settle():
+            notices.append(
+                f"committing reported an error, but the commit landed (the ledger row written "
+                f"with the data says so): {message}"
+            )
+            seconds = time.monotonic() - started
+            return ResourceResult(
+                res.name, res.table, SUCCEEDED, entry.counts, seconds,
+                ready=ready, notices=notices, reports=reports,
+            )  # fmt: skip
         if committer is not None:
             committer.rollback()
+            message = committer.explain(message, exc)
         if destination is not None:
             entry.status, entry.error = FAILED, message
             entry.finished_at = _now()
@@ -562,7 +574,7 @@ def _stream(
         seq += batch.frame.height
         ready += staged.height
         if committer is not None:
-            committer.add(staged, quarantined, read.checkpoint)
+            committer.add(staged, quarantined, read.checkpoint, position=last_position(read))
         if run.memory is not None:
             size = max(read.frame.estimated_size(), staged.estimated_size())
             run.memory.observe(read.fetched, size)
@@ -571,6 +583,13 @@ def _stream(
         if isinstance(step, FinishingStep):
             entry.notes += step.finish()
     return ready
+
+
+def last_position(batch: SourceBatch) -> str | None:
+    """Where the batch's last record stands in its source (``file.jsonl:30000``)."""
+    if batch.unreadable:
+        return batch.unreadable[-1].position
+    return batch.positions[-1] if batch.positions else None
 
 
 def process_batch(
@@ -681,15 +700,32 @@ class _Committer:
         self._every = run.res.spec.commit_every
         self._pending = 0
         self._committed = Counts()
+        self._chunks = 0
+        """Chunks committed so far (with ``commit_every``)."""
+        self._position: str | None = None
+        """Where the last record staged stands in its source."""
+        self._committed_position: str | None = None
         self._placed = False
         self._unplaced = False
+        self._in_flight: tuple[Counts, str] | None = None
+        """The counts and status a commit under way writes, until it returns."""
+        self._unknown = False
+        """Whether a commit that raised may have landed: its ledger row could not be read."""
         self._load: Load | None = destination.begin(target)
 
-    def add(self, staged: pl.DataFrame, quarantined: pl.DataFrame, checkpoint: Any) -> None:
+    def add(
+        self,
+        staged: pl.DataFrame,
+        quarantined: pl.DataFrame,
+        checkpoint: Any,
+        *,
+        position: str | None = None,
+    ) -> None:
         """Stage one batch; commit a chunk when enough records have gathered."""
         load = self._current()
         load.stage(staged)
         load.write_quarantine(quarantined, run_id=self._run.run_id, resource=self._run.res.name)
+        self._position = position or self._position
         self._pending += staged.height + quarantined.height
         if self._every is not None and self._pending >= self._every:
             self._commit_chunk(checkpoint)
@@ -711,9 +747,10 @@ class _Committer:
         }
         load.write_state(res.name, CHECKPOINT, saved, run_id=self._run.run_id)
         load.write_ledger(self._entry)
-        load.commit()
-        self._load = None
+        self._commit(load)
         self._committed = replace(self._entry.counts)
+        self._chunks += 1
+        self._committed_position = self._position
         self._pending = 0
         log.info("chunk committed", resource=res.name, fetched=self._entry.counts.fetched)
 
@@ -739,8 +776,7 @@ class _Committer:
         state = {"run_id": run_id, "table": res.table, "rows": rows}
         load.write_state(res.name, LAST_RUN, state, run_id=run_id)
         load.write_ledger(entry)
-        load.commit()
-        self._load = None
+        self._commit(load)
         if self._unplaced and not self._placed:
             return [
                 f"commit_every was not applied: this {res.source_type} source cannot say where "
@@ -749,8 +785,43 @@ class _Committer:
             ]
         return []
 
+    def _commit(self, load: Load) -> None:
+        """Commit; one that raises may have landed all the same (see :meth:`settle`)."""
+        self._in_flight = (replace(self._entry.counts), self._entry.status)
+        load.commit()
+        self._in_flight = None
+        self._load = None
+
+    def settle(self) -> bool:
+        """After a failure, if a commit was in flight when it came (the connection lost while
+        committing), read back the ledger row that went with it: a chunk that landed counts
+        as committed; True if the whole load landed. Unknown if the row cannot be read."""
+        if self._in_flight is None:
+            return False
+        (counts, status), self._in_flight = self._in_flight, None
+        self._load = None  # a commit that raised has ended the transaction, either way
+        where = {"run_id": self._run.run_id, "resource": self._run.res.name}
+        try:
+            rows = self._destination.read(RUNS.name, where).to_dicts()
+        except LadleError as exc:
+            self._unknown = True
+            log.warning(
+                "could not read back the ledger", resource=where["resource"], error=str(exc)
+            )
+            return False
+        if not rows or rows[0]["status"] != status or rows[0]["fetched"] != counts.fetched:
+            return False
+        if status == SUCCEEDED:
+            return True
+        self._committed = counts
+        self._chunks += 1
+        self._committed_position = self._position
+        return False
+
     def rollback(self) -> None:
-        """Undo the chunk in hand; the ledger row keeps the counts that were committed."""
+        """Undo the chunk in hand. The ledger row keeps the counts that were committed, and
+        every other record fetched (staged, quarantined or deduplicated in the chunk in
+        hand) is counted as rolled back, so that the row still balances."""
         if self._load is not None:
             try:
                 self._load.rollback()
@@ -759,9 +830,38 @@ class _Committer:
                     "rollback failed", resource=self._run.res.name, error=str(rollback_error)
                 )
             self._load = None
-        if self._committed.fetched:
-            # Earlier chunks are in the destination: the ledger row says what is there.
-            self._entry.counts = replace(self._committed, bytes_read=self._entry.counts.bytes_read)
+        counts = self._entry.counts
+        self._entry.counts = replace(
+            self._committed,
+            fetched=counts.fetched,
+            bytes_read=counts.bytes_read,
+            rolled_back=counts.fetched - self._committed.placed,
+        )
+
+    def explain(self, message: str, error: BaseException) -> str:
+        """``message`` with what of the load committed and what did not, after a rollback.
+
+        Said for every destination error and whenever chunks were committed; other errors
+        of a load that committed nothing keep their own words."""
+        if not self._chunks and not isinstance(error, DestinationError):
+            return message
+        if self._unknown:
+            return message + (
+                "; the ledger could not be read back to tell whether that commit landed: if it "
+                "did, the ledger row written with it says so (ladle runs)"
+            )
+        rolled_back = self._entry.counts.rolled_back
+        if not self._chunks:
+            again = "; run it again" if getattr(error, "transient", False) else ""
+            return f"{message}; nothing of this load was committed{again}"
+        records = self._committed.fetched
+        where = f", up to {self._committed_position}" if self._committed_position else ""
+        chunks = "1 chunk was" if self._chunks == 1 else f"{self._chunks:,} chunks were"
+        return (
+            f"{message}; {chunks} committed ({records:,} records{where}); the chunk in hand "
+            f"({rolled_back:,} records) was rolled back; the next run resumes after the last "
+            "checkpoint"
+        )
 
     def _current(self) -> Load:
         if self._load is None:

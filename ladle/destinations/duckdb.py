@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import polars as pl
+import structlog
 
 from ladle.batch import SEQ
 from ladle.config import WriteMode
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from duckdb import DuckDBPyConnection
 
 _SYSTEM = (RUNS, QUARANTINE, STATE)
+log = structlog.get_logger("ladle")
 
 
 def _import_duckdb() -> Any:
@@ -48,25 +50,47 @@ class DuckDBDestination:
     """A DuckDB file (``duckdb:///path.duckdb``); one connection, one writer at a time."""
 
     def __init__(self, url: str, *, memory_limit_mb: int | None = None) -> None:
-        duckdb = _import_duckdb()
         self.url = mask(url)
-        self.path, settings = _parse_url(url, memory_limit_mb)
+        self.path, self._settings = _parse_url(url, memory_limit_mb)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._con: DuckDBPyConnection = self._open()
+        for table in _SYSTEM:
+            _ensure_system_table(self._con, table)
+
+    def _open(self) -> DuckDBPyConnection:
+        duckdb = _import_duckdb()
         try:
-            self._con: DuckDBPyConnection = duckdb.connect(self.path, config=settings)
+            con: DuckDBPyConnection = duckdb.connect(self.path, config=self._settings)
         except duckdb.Error as exc:
             raise DestinationError(
                 f"cannot open DuckDB file {self.path!r}: {exc}; another ladle process may hold it"
             ) from exc
         # Timestamps come back in UTC whatever the machine's zone is.
-        self._con.execute("SET TimeZone = 'UTC'")
-        for table in _SYSTEM:
-            _ensure_system_table(self._con, table)
+        con.execute("SET TimeZone = 'UTC'")
+        return con
+
+    def _usable(self) -> DuckDBPyConnection:
+        """The connection; reopened if a fatal error (a failed checkpoint on a full disk)
+        invalidated the database, so that the ledger can still say what happened."""
+        duckdb = _import_duckdb()
+        try:
+            self._con.execute("SELECT 1")
+        except duckdb.Error as exc:
+            if not _invalidated(exc):
+                # A transaction a failed load left aborted: end it, the file is fine.
+                with suppress(duckdb.Error):
+                    self._con.rollback()
+                return self._con
+            log.warning("reopening the DuckDB file after a fatal error", path=self.path)
+            with suppress(duckdb.Error):
+                self._con.close()
+            self._con = self._open()
+        return self._con
 
     def begin(self, target: LoadTarget) -> DuckDBLoad:
         """Open a transaction for one resource's load."""
-        return DuckDBLoad(self._con, target)
+        return DuckDBLoad(self._usable(), target)
 
     def connections_in_use(self) -> int:
         """DuckDB has one embedded connection and no pool: nothing can leak."""
@@ -89,17 +113,25 @@ class DuckDBDestination:
 
     def record_run(self, entry: RunEntry) -> None:
         """Write the ledger row in its own transaction."""
+        con = self._usable()
         with _translated("writing the ledger"):
-            self._con.begin()
-            _write_ledger(self._con, entry)
-            self._con.commit()
+            con.begin()
+            try:
+                _write_ledger(con, entry)
+                con.commit()
+            except BaseException:
+                with suppress(Exception):
+                    con.rollback()
+                raise
 
     def read(
         self, table: str, where: Mapping[str, Any], *, order_by: Sequence[str] = (), limit: int = 0
     ) -> pl.DataFrame:
         """Rows of ``table`` matching ``where``; ``-col`` in ``order_by`` sorts descending."""
-        if _columns(self._con, table) is None:
-            return pl.DataFrame()
+        con = self._usable()
+        with _translated(f"reading {table}"):
+            if _columns(con, table) is None:
+                return pl.DataFrame()
         sql = f"SELECT * FROM {quote(table)}"
         if where:
             sql += " WHERE " + " AND ".join(f"{quote(k)} = ?" for k in where)
@@ -110,15 +142,16 @@ class DuckDBDestination:
         if limit:
             sql += f" LIMIT {int(limit)}"
         with _translated(f"reading {table}"):
-            frame: pl.DataFrame = self._con.sql(sql, params=list(where.values())).pl()
+            frame: pl.DataFrame = con.sql(sql, params=list(where.values())).pl()
         return frame
 
     def read_state(self, pipeline: str, resource: str) -> dict[str, Any]:
         """The resource's ``_ladle_state`` entries by key, values decoded from JSON."""
-        if _columns(self._con, STATE.name) is None:
-            return {}
+        con = self._usable()
         with _translated("reading state"):
-            rows = self._con.execute(
+            if _columns(con, STATE.name) is None:
+                return {}
+            rows = con.execute(
                 f"SELECT key, CAST(value AS VARCHAR) FROM {quote(STATE.name)} "
                 "WHERE pipeline = ? AND resource = ?",
                 [pipeline, resource],
@@ -446,7 +479,19 @@ def _translated(doing: str) -> Iterator[None]:
                 f"memory_limit_mb (DuckDB gets {MEMORY_SHARE:.0%} of it) or set "
                 "?memory_limit= in the destination URL"
             ) from exc
+        if _invalidated(exc):
+            message += (
+                " (DuckDB invalidated the database after this fatal error; ladle opens it "
+                "again to write the ledger)"
+            )
         raise DestinationError(f"DuckDB error while {doing}: {message}") from exc
+
+
+def _invalidated(exc: BaseException) -> bool:
+    """Whether DuckDB gave up on the database: after a FATAL error every later statement
+    on the connection fails, and only a new connection can use the file again."""
+    duckdb = _import_duckdb()
+    return isinstance(exc, duckdb.FatalException) or "database has been invalidated" in str(exc)
 
 
 _OUT_OF_MEMORY = re.compile(r"failed to pin block|could not allocate block|Out of Memory")

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -33,6 +34,12 @@ from ladle.config import WriteMode
 from ladle.destinations import Check, LoadCounts, LoadTarget, check_shrink, mask
 from ladle.destinations.evolve import TEXT, batch_types, evolve
 from ladle.destinations.keyset import KeySet, key_hashes
+from ladle.destinations.postgres_locks import (
+    LockWatcher,
+    Timeouts,
+    await_session_end,
+    seconds_text,
+)
 from ladle.destinations.references import KeyLookup, empty_keys, key_lookup
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
@@ -43,6 +50,12 @@ from ladle.state import STATE
 _SYSTEM = (RUNS, QUARANTINE, STATE)
 # SQLSTATE classes worth retrying: connection exceptions, and serialization failures.
 _TRANSIENT = ("08", "40")
+_LOCK_NOT_AVAILABLE = "55P03"
+_QUERY_CANCELED = "57014"
+_SHUTDOWN = ("57P01", "57P02", "57P03")
+"""The server ended the session: terminated, crashed, or not accepting connections yet."""
+
+
 # libpq waits for ever by default; a connection attempt gives up after this many seconds.
 _CONNECT_TIMEOUT_S = 10
 
@@ -60,10 +73,13 @@ class _Settings:
     which the destination counts as unavailable."""
     connect: dict[str, Any]
     """Defaults for libpq parameters the URL leaves out, for every connection."""
+    timeouts: Timeouts
+    """``?lock_timeout=`` and ``?statement_timeout=``, set on every pooled session."""
 
 
 def _parse_url(url: str) -> _Settings:
-    """Split ladle's ``?schema=`` and ``?pool_timeout=`` off the URL: libpq does not know them.
+    """Split ladle's ``?schema=``, ``?pool_timeout=``, ``?lock_timeout=`` and
+    ``?statement_timeout=`` off the URL: libpq does not know them.
 
     Every connection, the pool's too, gets ``connect_timeout=10`` unless the URL sets one:
     without it a server that accepts and then does not answer holds a pool thread forever.
@@ -82,45 +98,55 @@ def _parse_url(url: str) -> _Settings:
             f"{mask(url)}: pool_timeout must be a number of seconds above 0, not {text!r}"
         )
     defaults = {"connect_timeout": _CONNECT_TIMEOUT_S, "application_name": "ladle"}
-    rest = urlencode([(k, v) for k, v in query if k not in ("schema", "pool_timeout")])
+    ours = ("schema", "pool_timeout", *Timeouts.KEYS)
+    rest = urlencode([(k, v) for k, v in query if k not in ours])
     return _Settings(
         conninfo=urlunsplit(parts._replace(query=rest)),
         schema=schema,
         pool_timeout=pool_timeout,
         connect={k: v for k, v in defaults.items() if k not in given},
+        timeouts=Timeouts.from_query(query),
     )
 
 
-def _configure(conn: psycopg.Connection[Any]) -> None:
-    """Every pooled connection: UTC session, JSON read back as text (as DuckDB gives it)."""
+def _configure(conn: psycopg.Connection[Any], *, timeouts: Timeouts) -> None:
+    """Every pooled connection: UTC session, JSON read back as text (as DuckDB gives it),
+    the lock and statement timeouts."""
     conn.adapters.register_loader("jsonb", TextLoader)
     conn.adapters.register_loader("json", TextLoader)
     conn.execute("SET TIME ZONE 'UTC'")
+    timeouts.apply(conn)
     conn.commit()
 
 
 class PostgresDestination:
-    """A PostgreSQL database (``postgresql://user@host:port/db?schema=name``), pooled."""
+    """A PostgreSQL database (``postgresql://user@host:port/db?schema=name``), pooled.
+
+    ``?lock_timeout=`` (default 60s) and ``?statement_timeout=`` (default 0: none) set how
+    long any statement may wait for a lock, or run.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = mask(url)
         settings = _parse_url(url)
         self.schema = settings.schema
+        self._timeouts = settings.timeouts
         # check= pings a connection before handing it out: after a server restart or a
         # terminated backend the pool replaces it instead of failing the next statement.
         self._pool = ConnectionPool(
-            settings.conninfo, min_size=1, max_size=4, open=False, configure=_configure,
-            name="ladle", timeout=settings.pool_timeout, check=ConnectionPool.check_connection,
+            settings.conninfo, min_size=1, max_size=4, open=False, name="ladle",
+            configure=partial(_configure, timeouts=self._timeouts),
+            timeout=settings.pool_timeout, check=ConnectionPool.check_connection,
             kwargs=settings.connect,
         )  # fmt: skip
         self._checked_out = 0
         try:
-            with _translated(f"connecting to {self.url}"):
+            with self._translated(f"connecting to {self.url}"):
                 # One plain connection first: a refused or misconfigured server fails at
                 # once with the server's own message, not after the pool's timeout.
                 psycopg.connect(settings.conninfo, **settings.connect).close()
                 self._pool.open(wait=True, timeout=settings.pool_timeout)
-            with _translated("creating ladle's tables"), self._pool.connection() as conn:
+            with self._translated("creating ladle's tables"), self._pool.connection() as conn:
                 # Workers start together: IF NOT EXISTS is not safe against a concurrent
                 # CREATE, so the setup is serialized with a lock held until it commits.
                 _lock_ddl(conn, self.schema, "")
@@ -140,10 +166,17 @@ class PostgresDestination:
 
     def begin(self, target: LoadTarget) -> PostgresLoad:
         """Check a connection out of the pool for one resource's load."""
-        with _translated(f"connecting to {self.url}"):
+        with self._translated(f"connecting to {self.url}"):
             conn = self._pool.getconn()
         self._checked_out += 1
-        return PostgresLoad(conn, self.schema, target, release=self._give_back)
+        watcher = LockWatcher(
+            self._pool,
+            conn.info.backend_pid,
+            table=sql.Identifier(self.schema, target.table).as_string(conn),
+            timeouts=self._timeouts,
+            resource_table=target.table,
+        )
+        return PostgresLoad(conn, self.schema, target, release=self._give_back, watcher=watcher)
 
     def _give_back(self, conn: psycopg.Connection[Any]) -> None:
         """Return a load's connection; the pool discards it if the server dropped it."""
@@ -152,7 +185,7 @@ class PostgresDestination:
 
     def record_run(self, entry: RunEntry) -> None:
         """Write the ledger row in its own transaction."""
-        with _translated("writing the ledger"), self._pool.connection() as conn:
+        with self._translated("writing the ledger"), self._pool.connection() as conn:
             _write_ledger(conn, self.schema, entry)
 
     def read(
@@ -173,7 +206,7 @@ class PostgresDestination:
             )
         if limit:
             query += sql.SQL(" LIMIT {}").format(sql.Literal(int(limit)))
-        with _translated(f"reading {table}"), self._pool.connection() as conn:
+        with self._translated(f"reading {table}"), self._pool.connection() as conn:
             if _columns(conn, self.schema, table) is None:
                 return pl.DataFrame()
             cursor = conn.execute(query, list(where.values()))
@@ -184,7 +217,7 @@ class PostgresDestination:
     def read_state(self, pipeline: str, resource: str) -> dict[str, Any]:
         """The resource's ``_ladle_state`` entries by key, values decoded from JSON."""
         query = sql.SQL("SELECT key, value::text FROM {} WHERE pipeline = %s AND resource = %s")
-        with _translated("reading state"), self._pool.connection() as conn:
+        with self._translated("reading state"), self._pool.connection() as conn:
             if _columns(conn, self.schema, STATE.name) is None:
                 return {}
             rows = conn.execute(
@@ -198,7 +231,7 @@ class PostgresDestination:
         Runs on a pooled connection of its own (a load may hold another), returned on
         every path; it sees what is committed.
         """
-        with _translated(f"looking up keys in {table!r}"), self._pool.connection() as conn:
+        with self._translated(f"looking up keys in {table!r}"), self._pool.connection() as conn:
             lookup = key_lookup(keys, columns, _columns(conn, self.schema, table))
             if lookup is None:
                 return empty_keys(keys, columns)
@@ -211,7 +244,7 @@ class PostgresDestination:
     def diagnose(self) -> list[Check]:
         """For ``ladle doctor``: does the server answer, which version, may ladle create tables."""
         checks = [Check("destination answers", True, self.url)]
-        with _translated("asking the server's version"), self._pool.connection() as conn:
+        with self._translated("asking the server's version"), self._pool.connection() as conn:
             row = conn.execute("SHOW server_version").fetchone()
             checks.append(Check("server version", True, f"PostgreSQL {row[0] if row else '?'}"))
             probe = sql.SQL("CREATE TABLE {} (x integer)").format(
@@ -230,15 +263,25 @@ class PostgresDestination:
         """Close the pool and its connections."""
         self._pool.close()
 
+    def _translated(self, doing: str) -> AbstractContextManager[None]:
+        return _translated(doing, timeouts=self._timeouts)
+
 
 class PostgresLoad:
     """One resource's load on one pooled connection, in one transaction."""
 
     def __init__(
-        self, conn: psycopg.Connection[Any], schema: str, target: LoadTarget, *, release: Any
+        self,
+        conn: psycopg.Connection[Any],
+        schema: str,
+        target: LoadTarget,
+        *,
+        release: Any,
+        watcher: LockWatcher | None = None,
     ) -> None:
         self._conn = conn
         self._release = release
+        self._watcher = watcher
         self._schema = schema
         self._target = target
         self._table = target.table
@@ -260,6 +303,7 @@ class PostgresLoad:
         self._copied = 0
         self._staged = 0
         self._copy = _CopyStream(conn)
+        self._timeouts = Timeouts.from_query([]) if watcher is None else watcher.timeouts
 
     # ------------------------------------------------------------ staging
 
@@ -270,7 +314,7 @@ class PostgresLoad:
             # may lack the key columns, so it must not decide the table's shape either.
             return
         types = batch_types(frame, self._target.declared)
-        with _translated(f"loading {self._table!r}"):
+        with self._translated(f"loading {self._table!r}"):
             if not self._prepared:
                 self._prepare(types)
             frame = self._evolve(frame, types)
@@ -448,8 +492,8 @@ class PostgresLoad:
 
     def finish(self) -> LoadCounts:
         """Dedupe staged rows and merge them in with one statement; exact counts."""
-        with _translated(f"merging into {self._table!r}"):
-            self._copy.close()
+        self._end_copy()
+        with self._translated(f"merging into {self._table!r}"):
             if not self._prepared:
                 return self._finish_empty()
             counts = LoadCounts(self._copied, 0, 0, 0)
@@ -621,23 +665,22 @@ class PostgresLoad:
             (run_id, self._target.pipeline, resource, r["position"], r["raw"], r["errors"], now)
             for r in rows.iter_rows(named=True)
         ]
-        with _translated("writing the quarantine"):
-            self._copy.close()
-            with self._conn.cursor() as cursor:
-                cursor.executemany(
-                    sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s, %s)").format(
-                        sql.Identifier(self._schema, QUARANTINE.name)
-                    ),
-                    values,
-                )
+        self._end_copy()
+        with self._translated("writing the quarantine"), self._conn.cursor() as cursor:
+            cursor.executemany(
+                sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s, %s)").format(
+                    sql.Identifier(self._schema, QUARANTINE.name)
+                ),
+                values,
+            )
 
     def discard_quarantine(self, *, run_id: str, resource: str, positions: Sequence[str]) -> int:
         """Delete the run's quarantine rows at ``positions`` in this transaction."""
         query = sql.SQL(
             "DELETE FROM {} WHERE run_id = %s AND resource = %s AND position = ANY(%s::text[])"
         ).format(sql.Identifier(self._schema, QUARANTINE.name))
-        with _translated("replaying the quarantine"):
-            self._copy.close()
+        self._end_copy()
+        with self._translated("replaying the quarantine"):
             cursor = self._execute(query, [run_id, resource, list(positions)])
         return int(cursor.rowcount)
 
@@ -645,8 +688,8 @@ class PostgresLoad:
         """Replace one ``_ladle_state`` entry in this transaction."""
         table = sql.Identifier(self._schema, STATE.name)
         pipeline = self._target.pipeline
-        with _translated("writing state"):
-            self._copy.close()
+        self._end_copy()
+        with self._translated("writing state"):
             self._execute(
                 sql.SQL("DELETE FROM {} WHERE pipeline = %s AND resource = %s AND key = %s").format(
                     table
@@ -667,23 +710,34 @@ class PostgresLoad:
 
     def write_ledger(self, entry: RunEntry) -> None:
         """Write the ledger row's final values in this transaction."""
-        with _translated("writing the ledger"):
-            self._copy.close()
+        self._end_copy()
+        with self._translated("writing the ledger"):
             _write_ledger(self._conn, self._schema, entry, commit=False)
 
     def commit(self) -> None:
-        """Commit data, quarantine, state and ledger together, and return the connection."""
+        """Commit data, quarantine, state and ledger together, and return the connection.
+
+        If the connection is lost during COMMIT, the server may still be committing: the
+        error is raised once that session has ended, so that what the database holds by
+        then (its ledger row) tells whether the commit landed."""
         try:
-            with _translated(f"committing {self._table!r}"):
-                self._copy.close()
-                self._conn.commit()
+            self._end_copy()
+            with self._translated(f"committing {self._table!r}"):
+                try:
+                    self._conn.commit()
+                except psycopg.OperationalError:
+                    if self._conn.closed and self._watcher is not None:
+                        await_session_end(self._watcher.pool, self._watcher.pid)
+                    raise
         finally:
             self._give_back()
 
     def rollback(self) -> None:
         """Undo everything this load did, and return the connection (or drop it if broken)."""
+        if self._release is None:
+            return  # a commit that failed has already ended the transaction
         try:
-            with _translated(f"rolling back {self._table!r}"):
+            with self._translated(f"rolling back {self._table!r}"):
                 self._copy.abort()
                 if not self._conn.closed:
                     self._conn.rollback()
@@ -691,11 +745,21 @@ class PostgresLoad:
             self._give_back()
 
     def _give_back(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
         if self._release is not None:
             release, self._release = self._release, None
             release(self._conn)
 
     # ------------------------------------------------------------ helpers
+
+    def _translated(self, doing: str) -> AbstractContextManager[None]:
+        return _translated(doing, timeouts=self._timeouts, locks=self._watcher)
+
+    def _end_copy(self) -> None:
+        """Finish the open COPY: an error the server kept for its end is the load's."""
+        with self._translated(f"loading {self._table!r}"):
+            self._copy.close()
 
     def _ident(self, table: str) -> sql.Identifier:
         return sql.Identifier(self._schema, table)
@@ -755,8 +819,12 @@ class _CopyStream:
 
 
 @contextmanager
-def _translated(doing: str) -> Iterator[None]:
-    """Turn psycopg's errors into DestinationError at the boundary, passwords masked."""
+def _translated(
+    doing: str, *, timeouts: Timeouts | None = None, locks: LockWatcher | None = None
+) -> Iterator[None]:
+    """Turn psycopg's errors into DestinationError at the boundary, passwords masked, and
+    say which of the waits ended it: a lock timeout, a statement timeout, a lost connection
+    (told apart by SQLSTATE; psycopg raises all three as OperationalError)."""
     try:
         yield
     except PoolTimeout as exc:
@@ -766,13 +834,42 @@ def _translated(doing: str) -> Iterator[None]:
         ) from exc
     except psycopg.Error as exc:
         state = getattr(exc, "sqlstate", None) or ""
-        transient = isinstance(exc, psycopg.OperationalError) or state.startswith(_TRANSIENT)
-        hint = ""
-        if isinstance(exc, psycopg.OperationalError) and "connect" not in doing:
-            hint = " (the connection was lost: nothing of this load was committed; run it again)"
+        what, transient = _what_happened(exc, state, doing, timeouts or Timeouts(), locks)
+        said = _message(exc).rstrip(". ") if what else _message(exc)
         raise DestinationError(
-            f"PostgreSQL error while {doing}: {_message(exc)}{hint}", transient=transient
+            f"PostgreSQL error while {doing}: {said}{what}", transient=transient
         ) from exc
+
+
+def _what_happened(
+    exc: psycopg.Error, state: str, doing: str, timeouts: Timeouts, locks: LockWatcher | None
+) -> tuple[str, bool]:
+    """What the error means for the run, to add to its message; and whether to retry."""
+    if state == _LOCK_NOT_AVAILABLE:
+        lock = locks.describe() if locks else "a lock held by another session"
+        waited = seconds_text(timeouts.lock_ms)
+        return (
+            f": waited {waited} for {lock}; end that session, or raise ?lock_timeout= in "
+            "the destination URL",
+            True,
+        )
+    if state == _QUERY_CANCELED:
+        if "statement timeout" in str(exc):
+            limit = seconds_text(timeouts.statement_ms)
+            waiting = f" waiting for {locks.describe()}" if locks and locks.holders else ""
+            return (
+                f": the statement ran longer than statement_timeout ({limit}){waiting} and was "
+                "canceled; raise ?statement_timeout= in the destination URL (0: no limit)",
+                False,
+            )
+        return ": another session canceled the statement (pg_cancel_backend)", False
+    if state.startswith("53"):
+        return ": the server is out of a resource (disk, memory or connections)", False
+    lost = state.startswith("08") or state in _SHUTDOWN
+    lost = lost or (not state and isinstance(exc, psycopg.OperationalError))
+    if lost and "connect" not in doing:
+        return ": the connection was lost", True
+    return "", lost or state.startswith(_TRANSIENT) or isinstance(exc, psycopg.OperationalError)
 
 
 def _message(exc: BaseException) -> str:

@@ -42,9 +42,13 @@ class LedgerRow:
 
     @property
     def balanced(self) -> bool:
-        """fetched = inserted + updated + unchanged + deduplicated + quarantined."""
+        """fetched = inserted + updated + unchanged + deduplicated + quarantined + rolled_back
+        (records of a failed run's chunk in hand)."""
         counts = dict(self.counts)
-        return counts["fetched"] == sum(v for k, v in counts.items() if k != "fetched")
+        rolled_back = int(self.values.get("rolled_back") or 0)
+        return counts["fetched"] == rolled_back + sum(
+            v for k, v in counts.items() if k != "fetched"
+        )
 
     @property
     def seconds(self) -> float | None:

@@ -199,9 +199,9 @@ def test_resume_inside_a_file_skips_its_committed_batches(
     resumed = _run(path, destination_url)
     assert _counts(resumed) == (14, 14, 0, 0, 0, 0)
     assert sorted(_table(destination_url)) == list(range(30))
-    assert [(r["status"], r["fetched"]) for r in _ledger(destination_url)] == [
-        ("failed", 16),
-        ("succeeded", 14),
+    assert [(r["status"], r["fetched"], r["rolled_back"]) for r in _ledger(destination_url)] == [
+        ("failed", 20, 4),
+        ("succeeded", 14, 0),
     ]
 
 

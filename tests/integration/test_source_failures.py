@@ -92,7 +92,9 @@ resources:
         assert failed.status == "failed"
         assert failed.error == (
             "/api/tickets?page=7: circuit open after 3 consecutive failures: "
-            f"GET {api.url} (last status 500)"
+            f"GET {api.url} (last status 500); 1 chunk was committed (1,000 records, up to "
+            "/api/tickets?page=4#249); the chunk in hand (500 records) was rolled back; the "
+            "next run resumes after the last checkpoint"
         )
         assert _ids(postgres_url, "items") == list(range(1000))
         api.script.clear()
@@ -100,7 +102,7 @@ resources:
         pages_after = [q.query.get("page") for q in api.requests[-17:]]
     assert resumed.ok
     assert _ids(postgres_url, "items") == list(range(TOTAL))
-    assert _ledger(postgres_url) == [("failed", 1000, 1000), ("succeeded", 4000, 4000)]
+    assert _ledger(postgres_url) == [("failed", 1500, 1000), ("succeeded", 4000, 4000)]
     assert "1" not in pages_after, "pages already committed were not fetched again"
 
 
@@ -171,7 +173,7 @@ resources:
     resumed = Pipeline.from_yaml(pipeline).run(RunOptions(destination=postgres_url))
     assert resumed.ok
     assert _ids(postgres_url, "items") == list(range(TOTAL))
-    assert _ledger(postgres_url) == [("failed", 1000, 1000), ("succeeded", 4000, 4000)]
+    assert _ledger(postgres_url) == [("failed", 1500, 1000), ("succeeded", 4000, 4000)]
     assert _backends(postgres_server, app) == 0
 
 
