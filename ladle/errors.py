@@ -71,3 +71,7 @@ class DestinationError(LadleError):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class ShrinkRefused(DestinationError):
+    """A replace refused before its swap; its message already says nothing was changed."""

@@ -33,7 +33,14 @@ from ladle.config import (
     load,
 )
 from ladle.destinations import Destination, Load, LoadTarget, connect, default_url
-from ladle.errors import ConfigError, DestinationError, LadleError, SourceError, StepError
+from ladle.errors import (
+    ConfigError,
+    DestinationError,
+    LadleError,
+    ShrinkRefused,
+    SourceError,
+    StepError,
+)
 from ladle.incremental import Cursor, encode
 from ladle.ledger import FAILED, QUEUED, RUNNING, RUNS, SUCCEEDED, RunEntry
 from ladle.memory import MemoryGovernor
@@ -844,6 +851,8 @@ class _Committer:
         Said for every destination error and whenever chunks were committed; other errors
         of a load that committed nothing keep their own words."""
         if not self._chunks and not isinstance(error, DestinationError):
+            return message
+        if isinstance(error, ShrinkRefused):  # refused before anything was written
             return message
         if self._unknown:
             return message + (

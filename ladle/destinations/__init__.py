@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import polars as pl
 
 from ladle.config import DEFAULT_MAX_SHRINK, WriteMode
-from ladle.errors import ConfigError, DestinationError
+from ladle.errors import ConfigError, ShrinkRefused
 from ladle.ledger import RunEntry
 from ladle.redact import mask as mask  # re-exported: destinations mask their URLs
 from ladle.schema import ColumnType
@@ -73,7 +73,7 @@ def check_shrink(target: LoadTarget, before: int, after: int) -> None:
     if shown == allowed:  # 50.4 % against 50 %: show the digit that makes it more
         shown, allowed = f"{share * 100:.1f}", f"{limit * 100:.1f}"
     needed = math.ceil(share * 100) / 100
-    raise DestinationError(
+    raise ShrinkRefused(
         f"replace would shrink {target.table!r} from {before:,} to {after:,} rows "
         f"(\u2212{shown} %, more than the {allowed} % allowed); nothing was changed. "
         f"Pass --allow-shrink or set replace: {{max_shrink: {needed:g}}}"
