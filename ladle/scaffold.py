@@ -14,7 +14,7 @@ from ladle.errors import LadleError
 from ladle.schema import normalize_name
 
 _PIPELINE = """\
-# A ladle pipeline. Reference: the README's "Pipeline file" section.
+# A ladle pipeline. Every key: docs/reference.md
 pipeline: {name}
 destination: ${{LADLE_DESTINATION:-duckdb:///{name}.duckdb}}
 

@@ -1,10 +1,13 @@
-"""The README documents every key of the pipeline file, every step and every command."""
+"""docs/reference.md documents every key, step and command with its meaning; the docs' links
+resolve; the README stays a front door."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 from pydantic import BaseModel
 
@@ -22,7 +25,26 @@ from ladle.status import FreshnessSpec
 from ladle.steps import registry
 
 ROOT = Path(__file__).parents[1]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+REFERENCE = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
+
+
+def _sections(text: str) -> dict[str, str]:
+    """The reference's text under each heading (heading text without its #s), up to the next
+    heading of any level."""
+    parts = re.split(r"^#{1,6} (.+)$", text, flags=re.MULTILINE)
+    return {parts[i].strip(): parts[i + 1] for i in range(1, len(parts) - 1, 2)}
+
+
+SECTIONS = _sections(REFERENCE)
+
+
+def _meaning(section: str, key: str) -> str | None:
+    """The last cell of the table row for `key` in a section, or None when there is none."""
+    for line in SECTIONS.get(section, "").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0].split(" ")[0] == f"`{key}`":
+            return cells[-1] if cells[0] == f"`{key}`" else cells[1]
+    return None
 
 
 def _keys(model: type[BaseModel]) -> list[str]:
@@ -30,44 +52,86 @@ def _keys(model: type[BaseModel]) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "model",
+    ("model", "section"),
     [
-        PipelineSpec,
-        ResourceSpec,
-        ColumnSpec,
-        IncrementalSpec,
-        FreshnessSpec,
-        FileOptions,
-        ChildrenOptions,
-        NameLookup,
-        SqlOptions,
-        HttpOptions,
-        RedisStreamOptions,
-        DocumentsOptions,
-        DocTypeOptions,
+        (PipelineSpec, "Top level"),
+        (ResourceSpec, "`resources.<resource>`"),
+        (ColumnSpec, "`resources.<resource>.columns.<column>`"),
+        (IncrementalSpec, "`resources.<resource>.incremental`"),
+        (FreshnessSpec, "`freshness`"),
+        (FileOptions, "`type: file`"),
+        (ChildrenOptions, "`type: children`"),
+        (NameLookup, "`source.names[]`"),
+        (SqlOptions, "`type: sql`"),
+        (HttpOptions, "`type: http`"),
+        (RedisStreamOptions, "`type: redis_stream`"),
+        (DocumentsOptions, "`type: documents`"),
+        (DocTypeOptions, "`source.doc_types.<doc_type>`"),
     ],
 )
-def test_every_key_is_documented(model: type[BaseModel]) -> None:
-    """Each key a model accepts appears in the README as `key`."""
-    missing = [key for key in _keys(model) if f"`{key}`" not in README]
-    assert missing == []
+def test_every_key_has_its_row_and_description_in_the_reference(
+    model: type[BaseModel], section: str
+) -> None:
+    """Each key a model accepts has a row in its section of docs/reference.md whose meaning
+    is a sentence, not just its name somewhere on the page."""
+    assert section in SECTIONS, f"docs/reference.md has no section {section!r}"
+    keys = _keys(model)
+    if section.startswith("`type: "):  # a source's `type` is its section's heading
+        keys.remove("type")
+    meanings = {key: _meaning(section, key) for key in keys}
+    missing = [key for key, meaning in meanings.items() if meaning is None]
+    bare = [key for key, meaning in meanings.items() if meaning and len(meaning.split()) < 3]
+    assert (missing, bare) == ([], [])
 
 
-def test_every_step_is_documented() -> None:
-    """Each built-in step has a row in the README's step table (user steps that tests
-    register are not ladle's to document)."""
+def test_every_step_has_a_description_in_the_reference() -> None:
+    """Each built-in step has its own heading in the reference with a sentence under it (user
+    steps that tests register are not ladle's to document)."""
     from ladle.plugins import user_steps
 
     builtin = set(registry()) - set(user_steps())
-    missing = [name for name in sorted(builtin) if f"| `{name}` |" not in README]
+    prose = {
+        name: re.sub(r"<a id=[^>]+></a>", "", SECTIONS.get(f"`{name}`", "")).strip()
+        for name in builtin
+    }
+    missing = sorted(name for name, text in prose.items() if len(text.split()) < 3)
     assert missing == []
 
 
-def test_every_command_is_documented() -> None:
-    """Each CLI command appears in the README's CLI reference."""
-    commands = list(main.commands)
-    missing = [name for name in commands if f"`ladle {name}" not in README]
-    assert missing == []
+def _commands(group: click.Group, prefix: str = "ladle") -> Iterator[tuple[str, click.Command]]:
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, f"{prefix} {name}")
+        else:
+            yield f"{prefix} {name}", command
+
+
+def test_every_command_and_option_is_in_the_reference() -> None:
+    """Each command has a heading with its description, and each of its options a row with
+    its meaning."""
+    problems = []
+    for name, command in _commands(main):
+        text = SECTIONS.get(f"`{name}`")
+        if text is None:
+            problems.append(name)
+            continue
+        for param in command.params:
+            if isinstance(param, click.Option) and param.help:
+                flag = max(param.opts, key=len)
+                rows = [line for line in text.splitlines() if line.startswith(f"| `{flag}")]
+                if not rows or len(rows[0].split("|")[2].split()) < 2:
+                    problems.append(f"{name} {flag}")
+    assert problems == []
+
+
+def test_the_readme_is_a_front_door() -> None:
+    """The README stays short, shows the two commands, and links into docs/ for the rest."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 220
+    assert "make demo" in readme
+    assert "make test" in readme
+    for page in ("getting-started", "concepts", "reference", "operations", "contributing"):
+        assert f"(docs/{page}.md)" in readme, page
 
 
 def test_reference_is_current() -> None:

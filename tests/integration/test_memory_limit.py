@@ -114,7 +114,7 @@ def _pipeline(write: Callable[[str], Path], extra: str = "") -> Path:
 
 def _roomy(url: str) -> str:
     """DuckDB with 256 MB of its own: its commit of wide text needs more than its share of a
-    128 MB limit (see the README), and these tests are about the batches."""
+    128 MB limit (see docs/operations.md), and these tests are about the batches."""
     return f"{url}?memory_limit=256MB" if url.startswith("duckdb:") else url
 
 
