@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ladle.columns import ColumnSpec
 from ladle.errors import ConfigError
 from ladle.incremental import IncrementalSpec
+from ladle.kinds import SOURCES, STEPS
 from ladle.memory import check_limit
 from ladle.redact import mask
 from ladle.schema import fit_name, normalize_name
@@ -439,24 +440,19 @@ def _outlined_freshness(
 
 
 def _resource(name: str, spec: ResourceSpec, reader: _Reader, path: Path_) -> Resource:
-    from ladle.sources import registry as sources
-    from ladle.steps import registry as steps
-
     source_path = (*path, "source")
     source_type = str(spec.source.get("type", "file"))
-    kinds = sources()
-    if source_type not in kinds:
+    if source_type not in SOURCES:
         raise _unknown(
             reader,
             (*source_path, "type"),
             f"unknown source type {source_type!r}",
             source_type,
-            kinds,
+            SOURCES.names(),
         )
     options = _validate(
-        kinds[source_type].options, {"type": source_type, **spec.source}, reader, source_path
+        SOURCES[source_type].options, {"type": source_type, **spec.source}, reader, source_path
     )
-    step_kinds = steps()
     configs = []
     for index, item in enumerate(spec.steps):
         step_path = (*path, "steps", index)
@@ -469,10 +465,10 @@ def _resource(name: str, spec: ResourceSpec, reader: _Reader, path: Path_) -> Re
                 key=_dotted(step_path),
             )
         ((key, value),) = item.items()
-        if key not in step_kinds:
-            raise _unknown(reader, (*step_path, key), f"unknown step {key!r}", key, step_kinds)
+        if key not in STEPS:
+            raise _unknown(reader, (*step_path, key), f"unknown step {key!r}", key, STEPS.names())
         try:
-            parsed = step_kinds[key].options.validate_python(value)
+            parsed = STEPS[key].options.validate_python(value)
         except ValidationError as exc:
             raise _from_validation(exc, reader, (*step_path, key)) from None
         where = f"{reader.file}:{_nearest_line(reader.lines, (*step_path, key))}"

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from ladle.config import PipelineSpec
+from ladle.kinds import SOURCES, STEPS
 from ladle.schema import _ALIASES, ColumnType, Kind
 
 COMMAND = "python docs/gen_reference.py"
@@ -371,22 +372,14 @@ def _column_types(ref: _Reference) -> None:
 # ---------------------------------------------------------------- sources and steps
 
 
-def _builtin(found: dict[str, Any], user: dict[str, Any]) -> Iterator[tuple[str, Any]]:
-    """Registry entries that ship with ladle (user plugins are not ladle's to document)."""
-    return ((name, kind) for name, kind in found.items() if name not in user)
-
-
 def _sources(ref: _Reference) -> None:
-    from ladle.plugins import user_sources
-    from ladle.sources import registry
-
     ref.heading(2, "sources", "Sources")
     ref.add(
         "A resource's `source:` is a mapping whose `type:` picks the kind of source (`file`",
         "when left out); the other keys are that type's own:",
         "",
     )
-    kinds = list(_builtin(registry(), user_sources()))
+    kinds = [(name, SOURCES[name]) for name in SOURCES.builtin_names()]
     ref.add(" · ".join(f"[`{name}`](#source-{_slug(name)})" for name, _ in kinds), "")
     for name, kind in kinds:
         anchor = f"source-{_slug(name)}"
@@ -398,9 +391,6 @@ def _sources(ref: _Reference) -> None:
 
 
 def _steps(ref: _Reference) -> None:
-    from ladle.plugins import user_steps
-    from ladle.steps import registry
-
     ref.heading(2, "steps", "Steps")
     ref.add(
         "A resource's `steps:` is a list; each step is a mapping with one key, the step's",
@@ -409,14 +399,14 @@ def _steps(ref: _Reference) -> None:
         "unless the list names them itself.",
         "",
     )
-    kinds = list(_builtin(registry(), user_steps()))
+    kinds = [(name, STEPS[name]) for name in STEPS.builtin_names()]
     ref.add(" · ".join(f"[`{name}`](#step-{_slug(name)})" for name, _ in kinds), "")
     for name, kind in kinds:
         anchor = f"step-{_slug(name)}"
         ref.heading(3, anchor, f"`{name}`")
         ref.add(_prose(_first_paragraph(inspect.getdoc(kind.build) or "")), "")
         # The type the adapter validates: pydantic keeps no public handle on it.
-        options = kind.options._type
+        options: Any = kind.options._type
         doc = _options_doc(options, kind.build.__module__)
         if doc is None:
             ref.undocumented.append(f"{kind.build.__module__}: the options type of `{name}`")

@@ -42,6 +42,7 @@ from ladle.errors import (
     StepError,
 )
 from ladle.incremental import Cursor, encode
+from ladle.kinds import SOURCES, STEPS
 from ladle.ledger import FAILED, QUEUED, RUNNING, RUNS, SUCCEEDED, RunEntry
 from ladle.memory import MemoryGovernor
 from ladle.quarantine import rows_from_rejects, rows_from_unreadable
@@ -50,7 +51,6 @@ from ladle.schema import MAX_NAME_BYTES, ColumnType, Kind, fit_name, normalize_n
 from ladle.sources import Report, SharedResources, Source, SourceContext, StatefulSource
 from ladle.state import CHECKPOINT, CURSOR, LAST_RUN, RESERVED
 from ladle.steps import FinishingStep, Step, StepContext
-from ladle.steps import registry as step_registry
 from ladle.steps.cast import Cast
 from ladle.steps.columns import dropped_at
 from ladle.steps.dedupe import Dedupe, DedupeOptions
@@ -512,8 +512,6 @@ def _source(
     reports: list[Report],
 ) -> Source:
     """Build the resource's source, told the cursor bound, the resume point and its state."""
-    from ladle.sources import registry as source_registry
-
     res = run.res
     # A replace reloads everything: the source must not skip what an earlier run read.
     keeps_state = res.spec.write is not WriteMode.REPLACE
@@ -534,15 +532,14 @@ def _source(
         ),
         budget=run.memory.budget if run.memory else None,
     )
-    return source_registry()[res.source_type].build(res.source_options, context)
+    source: Source = SOURCES[res.source_type].build(res.source_options, context)
+    return source
 
 
 def _parent_source(config: PipelineConfig, name: str, context: SourceContext) -> Source:
     """Resource ``name``'s source, reading on behalf of ``context``'s resource (a ``children``
     source reads its parent's input again): that resource's state, resume point and notices,
     the parent's own options and batch size, and no cursor (it is the child's column)."""
-    from ladle.sources import registry as source_registry
-
     parent = config.resources[name]
     inner = replace(
         context,
@@ -551,7 +548,8 @@ def _parent_source(config: PipelineConfig, name: str, context: SourceContext) ->
         cursor=None,
         order_by=tuple(parent.spec.primary_key),
     )
-    return source_registry()[parent.source_type].build(parent.source_options, inner)
+    source: Source = SOURCES[parent.source_type].build(parent.source_options, inner)
+    return source
 
 
 def _stream(
@@ -946,11 +944,10 @@ def _built(
         table=res.table,
         replaces_table=res.spec.write is WriteMode.REPLACE,
     )
-    kinds = step_registry()
     built = []
     for name, options in steps:
         try:
-            built.append((name, kinds[name].build(options, context)))
+            built.append((name, STEPS[name].build(options, context)))
         except LadleError:
             raise
         except Exception as exc:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any, TypeVar, overload
 
 import polars as pl
@@ -37,15 +36,14 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from ladle.batch import ROW, SourceBatch, StepResult
 from ladle.errors import LadleError, SourceError, StepError
+from ladle.kinds import SOURCES, STEPS, Factory, qualified
 from ladle.sources import SourceContext
+from ladle.sources.flatten import ColumnClash, records_to_frame
+from ladle.steps import StepContext
 
 StepFunction = Callable[..., pl.DataFrame | StepResult]
 SourceFunction = Callable[[dict[str, Any], SourceContext], Iterable[Any]]
 _F = TypeVar("_F", bound=Callable[..., Any])
-
-_steps: dict[str, StepFunction] = {}
-_sources: dict[str, SourceFunction] = {}
-_entry_points_loaded: set[str] = set()
 
 
 # ---------------------------------------------------------------- registering
@@ -58,57 +56,48 @@ def step(name: str | None = None, /) -> Callable[[_F], _F]: ...
 def step(name: str | Callable[..., Any] | None = None, /) -> Any:
     """Register a function as a step, under its own name or ``name``: ``@ladle.step``."""
     if callable(name):
-        return _register(_steps, name.__name__, name, "step")
-    return lambda function: _register(_steps, name or function.__name__, function, "step")
+        STEPS.add_plugin(name.__name__, name)
+        return name
+
+    def register(function: _F) -> _F:
+        STEPS.add_plugin(name or function.__name__, function)
+        return function
+
+    return register
 
 
 def source(name: str) -> Callable[[_F], _F]:
     """Register a function as a source type: ``@ladle.source("inventory")``."""
-    return lambda function: _register(_sources, name, function, "source")
 
+    def register(function: _F) -> _F:
+        SOURCES.add_plugin(name, function)
+        return function
 
-def _register(table: dict[str, Any], name: str, function: _F, kind: str) -> _F:
-    if not name.isidentifier():
-        raise LadleError(f"a {kind} name must be an identifier, got {name!r}")
-    known = table.get(name)
-    if known is not None and _qualified(known) != _qualified(function):
-        raise LadleError(
-            f"the {kind} name {name!r} is taken by {_qualified(known)}; "
-            f"{_qualified(function)} needs another name"
-        )
-    table[name] = function
-    return function
-
-
-def _qualified(function: Callable[..., Any]) -> str:
-    return f"{function.__module__}.{getattr(function, '__qualname__', function)}"
+    return register
 
 
 def user_steps() -> dict[str, StepFunction]:
     """Registered user steps, entry points included."""
-    _load_entry_points("ladle.steps", _steps, "step")
-    return dict(_steps)
+    return STEPS.plugins()
 
 
 def user_sources() -> dict[str, SourceFunction]:
     """Registered user sources, entry points included."""
-    _load_entry_points("ladle.sources", _sources, "source")
-    return dict(_sources)
+    return SOURCES.plugins()
 
 
-def _load_entry_points(group: str, table: dict[str, Any], kind: str) -> None:
-    if group in _entry_points_loaded:
-        return
-    _entry_points_loaded.add(group)
-    for point in entry_points(group=group):
-        try:
-            function = point.load()
-        except Exception as exc:
-            raise LadleError(
-                f"the {kind} {point.name!r} from entry point {point.value!r} "
-                f"(group {group}) cannot be imported: {exc}"
-            ) from exc
-        _register(table, point.name, function, kind)
+def step_kind(name: str, function: StepFunction) -> tuple[TypeAdapter[Any], Factory]:
+    """A user function as a step kind (the adapter :data:`ladle.kinds.STEPS` names)."""
+
+    def build(options: Any, context: StepContext) -> FunctionStep:
+        return FunctionStep(name, function, options, context.resource)
+
+    return step_options(), build
+
+
+def source_kind(name: str, function: SourceFunction) -> tuple[type[UserSourceOptions], Factory]:
+    """A user function as a source kind (the adapter :data:`ladle.kinds.SOURCES` names)."""
+    return UserSourceOptions, build_source(name, function)
 
 
 # ---------------------------------------------------------------- steps
@@ -131,7 +120,7 @@ class FunctionStep:
             inspect.signature(function).bind(pl.DataFrame(), **self.options)
         except TypeError as exc:
             raise StepError(
-                f"the options {sorted(self.options)} do not fit {_qualified(function)}: {exc}",
+                f"the options {sorted(self.options)} do not fit {qualified(function)}: {exc}",
                 resource=resource,
                 step=name,
             ) from exc
@@ -145,7 +134,7 @@ class FunctionStep:
             raise
         except Exception as exc:
             raise StepError(
-                f"{_qualified(self.function)} raised {type(exc).__name__}: {exc}",
+                f"{qualified(self.function)} raised {type(exc).__name__}: {exc}",
                 resource=self.resource,
                 step=self.name,
             ) from exc
@@ -153,14 +142,14 @@ class FunctionStep:
             return result
         if not isinstance(result, pl.DataFrame):
             raise StepError(
-                f"{_qualified(self.function)} returned {type(result).__name__}; a step returns "
+                f"{qualified(self.function)} returned {type(result).__name__}; a step returns "
                 "a polars DataFrame (or a StepResult)",
                 resource=self.resource,
                 step=self.name,
             )
         if result.height != frame.height:
             raise StepError(
-                f"{_qualified(self.function)} returned {result.height} rows for {frame.height}; "
+                f"{qualified(self.function)} returned {result.height} rows for {frame.height}; "
                 "a step may add or change columns, but to take rows out it returns a "
                 "StepResult with the rejects",
                 resource=self.resource,
@@ -197,8 +186,6 @@ class FunctionSource:
 
     def batches(self) -> Iterator[SourceBatch]:
         """Yield the function's output as batches; positions are ``<type>#<n>``."""
-        from ladle.sources.flatten import ColumnClash
-
         self._count = 0
         try:
             yield from self._gather()
@@ -208,13 +195,11 @@ class FunctionSource:
             raise SourceError(str(exc), position=f"{self.name}#{self._count}") from exc
         except Exception as exc:
             raise SourceError(
-                f"{_qualified(self.function)} raised {type(exc).__name__}: {exc}",
+                f"{qualified(self.function)} raised {type(exc).__name__}: {exc}",
                 position=f"{self.name}#{self._count}",
             ) from exc
 
     def _gather(self) -> Iterator[SourceBatch]:
-        from ladle.sources.flatten import records_to_frame
-
         pending: list[Mapping[str, Any]] = []
         for item in self.function(self.options, self.context):
             if isinstance(item, pl.DataFrame):
@@ -226,7 +211,7 @@ class FunctionSource:
                 continue
             if not isinstance(item, Mapping):
                 raise SourceError(
-                    f"{_qualified(self.function)} yielded {type(item).__name__}; a source "
+                    f"{qualified(self.function)} yielded {type(item).__name__}; a source "
                     "yields dicts (records) or polars DataFrames (batches)",
                     position=f"{self.name}#{self._count}",
                 )

@@ -15,6 +15,7 @@ from ladle.cli import main
 from ladle.columns import ColumnSpec
 from ladle.config import PipelineSpec, ResourceSpec
 from ladle.incremental import IncrementalSpec
+from ladle.kinds import STEPS
 from ladle.sources.children import ChildrenOptions, NameLookup
 from ladle.sources.documents import DocTypeOptions, DocumentsOptions
 from ladle.sources.files import FileOptions
@@ -22,7 +23,6 @@ from ladle.sources.http_api import HttpOptions
 from ladle.sources.redis_stream import RedisStreamOptions
 from ladle.sources.sql import SqlOptions
 from ladle.status import FreshnessSpec
-from ladle.steps import registry
 
 ROOT = Path(__file__).parents[1]
 REFERENCE = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
@@ -87,9 +87,7 @@ def test_every_key_has_its_row_and_description_in_the_reference(
 def test_every_step_has_a_description_in_the_reference() -> None:
     """Each built-in step has its own heading in the reference with a sentence under it (user
     steps that tests register are not ladle's to document)."""
-    from ladle.plugins import user_steps
-
-    builtin = set(registry()) - set(user_steps())
+    builtin = STEPS.builtin_names()
     prose = {
         name: re.sub(r"<a id=[^>]+></a>", "", SECTIONS.get(f"`{name}`", "")).strip()
         for name in builtin

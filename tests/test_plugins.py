@@ -13,14 +13,16 @@ import pytest
 import ladle
 from ladle import plugins
 from ladle.destinations import connect
+from ladle.kinds import SOURCES, STEPS
 
 
 @pytest.fixture(autouse=True)
 def clean_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test registers into empty tables, so registrations never leak between tests."""
-    monkeypatch.setattr(plugins, "_steps", {})
-    monkeypatch.setattr(plugins, "_sources", {})
-    monkeypatch.setattr(plugins, "_entry_points_loaded", set())
+    for kinds in (STEPS, SOURCES):
+        monkeypatch.setattr(kinds, "_functions", {})
+        monkeypatch.setattr(kinds, "_kinds", {})
+        monkeypatch.setattr(kinds, "_entry_points_loaded", False)
 
 
 def _rows(url: str, table: str) -> list[dict[str, Any]]:
@@ -77,9 +79,10 @@ def test_a_source_may_yield_dataframes_and_positions_count_records(
         yield pl.DataFrame({"id": [1, 2]})
         yield {"id": 3}
 
-    from ladle.sources import SourceContext, registry
+    from ladle.kinds import SOURCES
+    from ladle.sources import SourceContext
 
-    source = registry()["mixed"].build(
+    source = SOURCES["mixed"].build(
         plugins.UserSourceOptions(type="mixed"), SourceContext("r", 10, tmp_path)
     )
     batches = list(source.batches())
@@ -136,14 +139,13 @@ def test_options_that_do_not_fit_the_function_are_refused(tmp_path: Path) -> Non
 def test_names_are_checked() -> None:
     """Built-in names and names taken by another function are refused."""
 
-    @ladle.step("rename")
-    def not_rename(frame: pl.DataFrame) -> pl.DataFrame:
-        return frame
-
-    from ladle.steps import registry
-
     with pytest.raises(ladle.LadleError, match=r"user steps may not take the built-in names"):
-        registry()
+
+        @ladle.step("rename")
+        def not_rename(frame: pl.DataFrame) -> pl.DataFrame:
+            return frame
+
+    assert not STEPS["rename"].plugin
 
     @ladle.source("feed")
     def first(options: dict[str, Any], context: ladle.SourceContext) -> list[Any]:

@@ -20,8 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
-from pydantic import BaseModel
-
 from ladle.batch import SourceBatch
 from ladle.memory import BatchBudget
 
@@ -153,46 +151,3 @@ class StatefulSource(Source, Protocol):
     def final_state(self) -> Mapping[str, Any]:
         """State entries to store when the run completes, by key."""
         ...
-
-
-SourceFactory = Callable[[Any, SourceContext], Source]
-
-
-@dataclass(frozen=True)
-class SourceKind:
-    """A registered ``type:``: its options model and how to build the source."""
-
-    options: type[BaseModel]
-    build: SourceFactory
-
-
-def registry() -> dict[str, SourceKind]:
-    """Every source type by its ``type:`` key; drivers are imported only when a source runs."""
-    from ladle.sources.children import ChildrenOptions, ChildrenSource
-    from ladle.sources.documents import DocumentsOptions, DocumentsSource
-    from ladle.sources.files import FileOptions, FileSource
-    from ladle.sources.http_api import HttpOptions, HttpSource
-    from ladle.sources.redis_stream import RedisStreamOptions, RedisStreamSource
-    from ladle.sources.sql import SqlOptions, SqlSource
-
-    kinds = {
-        "file": SourceKind(FileOptions, FileSource),
-        "sql": SourceKind(SqlOptions, SqlSource),
-        "http": SourceKind(HttpOptions, HttpSource),
-        "redis_stream": SourceKind(RedisStreamOptions, RedisStreamSource),
-        "documents": SourceKind(DocumentsOptions, DocumentsSource),
-        "children": SourceKind(ChildrenOptions, ChildrenSource),
-    }
-    return kinds | _user_kinds(set(kinds))
-
-
-def _user_kinds(builtin: set[str]) -> dict[str, SourceKind]:
-    """Sources registered with ``@ladle.source`` or by an installed package's entry point."""
-    from ladle.errors import LadleError
-    from ladle.plugins import UserSourceOptions, build_source, user_sources
-
-    found = user_sources()
-    clash = sorted(builtin & set(found))
-    if clash:
-        raise LadleError(f"user sources may not take the built-in names {clash}")
-    return {name: SourceKind(UserSourceOptions, build_source(name, f)) for name, f in found.items()}

@@ -8,13 +8,12 @@ rule becomes a reject with {field, rule, value, message}; it never fails the bat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import polars as pl
-from pydantic import TypeAdapter
 
 from ladle.batch import StepResult
 from ladle.columns import ColumnSpec
@@ -61,48 +60,3 @@ class FinishingStep(Step, Protocol):
         """Called once after the last batch of a resource's run, unless the run failed;
         returns what the run summary and the ledger row should tell."""
         ...
-
-
-StepFactory = Callable[[Any, StepContext], Step]
-
-
-@dataclass(frozen=True)
-class StepKind:
-    """A registered step key: how its options validate and how to build it."""
-
-    options: TypeAdapter[Any]
-    build: StepFactory
-
-
-def registry() -> dict[str, StepKind]:
-    """Every step by its key in the pipeline file."""
-    from ladle.steps import cast, columns, dedupe, derive, foreign_keys, lookup, validate
-
-    kinds = {
-        "rename": StepKind(TypeAdapter(columns.RenameOptions), columns.Rename),
-        "select": StepKind(TypeAdapter(columns.ColumnList), columns.Select),
-        "drop": StepKind(TypeAdapter(columns.ColumnList), columns.Drop),
-        "cast": StepKind(TypeAdapter(cast.CastOptions), cast.Cast),
-        "derive": StepKind(TypeAdapter(derive.DeriveOptions), derive.Derive),
-        "validate": StepKind(TypeAdapter(validate.ValidateOptions), validate.Validate),
-        "dedupe": StepKind(TypeAdapter(dedupe.DedupeOptions), dedupe.Dedupe),
-        "fk": StepKind(TypeAdapter(foreign_keys.FkOptions), foreign_keys.ForeignKeys),
-        "lookup": StepKind(TypeAdapter(lookup.LookupOptions), lookup.Lookup),
-    }
-    return kinds | _user_kinds(set(kinds))
-
-
-def _user_kinds(builtin: set[str]) -> dict[str, StepKind]:
-    """Steps registered with ``@ladle.step`` or by an installed package's entry point."""
-    from ladle.errors import LadleError
-    from ladle.plugins import FunctionStep, step_options, user_steps
-
-    found = user_steps()
-    clash = sorted(builtin & set(found))
-    if clash:
-        raise LadleError(f"user steps may not take the built-in names {clash}")
-
-    def factory(name: str, function: Any) -> StepFactory:
-        return lambda options, context: FunctionStep(name, function, options, context.resource)
-
-    return {name: StepKind(step_options(), factory(name, f)) for name, f in found.items()}

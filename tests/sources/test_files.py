@@ -24,7 +24,8 @@ from pydantic import ValidationError
 
 from ladle.batch import SourceBatch
 from ladle.errors import SourceError
-from ladle.sources import SourceContext, registry, sniff
+from ladle.kinds import SOURCES
+from ladle.sources import SourceContext, sniff
 from ladle.sources.files import FileOptions, FileSource
 from ladle.sources.sniff import HEAD, refusal
 
@@ -52,7 +53,7 @@ def _jsonl(path: Path, records: list[dict[str, Any]]) -> None:
 
 def test_registry_maps_file_to_these_options_and_source() -> None:
     """``type: file`` resolves to FileOptions and FileSource."""
-    kind = registry()["file"]
+    kind = SOURCES["file"]
     assert kind.options is FileOptions
     assert kind.build is FileSource
 

@@ -19,7 +19,8 @@ from ladle import Pipeline, RunOptions
 from ladle.batch import SourceBatch
 from ladle.destinations import connect
 from ladle.errors import ConfigError, SourceError
-from ladle.sources import CursorBound, SourceContext, registry
+from ladle.kinds import SOURCES
+from ladle.sources import CursorBound, SourceContext
 from ladle.sources.http_api import (
     CircuitBreakerOptions,
     CursorPaging,
@@ -89,7 +90,7 @@ def _styled(api: FakeApi, name: str) -> dict[str, Any]:
 
 def test_registry_maps_http_to_these_options_and_source() -> None:
     """``type: http`` resolves to HttpOptions and HttpSource."""
-    kind = registry()["http"]
+    kind = SOURCES["http"]
     assert kind.options is HttpOptions
     assert kind.build is HttpSource
 

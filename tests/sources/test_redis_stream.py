@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from ladle.batch import Unreadable
 from ladle.errors import ConfigError, SourceError
+from ladle.kinds import SOURCES
 from ladle.pipeline import Pipeline
-from ladle.sources import registry
 from ladle.sources.redis_stream import (
     RedisStreamOptions,
     decode_entry,
@@ -82,7 +82,7 @@ def test_ladle_run_refuses_a_stream_resource(
     write_pipeline: Callable[[str], Path], duckdb_url: str
 ) -> None:
     """`ladle run` fails a redis_stream resource with a message pointing at `ladle worker`."""
-    assert "redis_stream" in registry()
+    assert "redis_stream" in SOURCES
     path = write_pipeline(
         "pipeline: p\n"
         "resources:\n"

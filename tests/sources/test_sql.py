@@ -25,7 +25,8 @@ from sqlalchemy.pool import NullPool
 import ladle
 from ladle.batch import SourceBatch, Unreadable
 from ladle.errors import SourceError
-from ladle.sources import CursorBound, SharedResources, SourceContext, registry
+from ladle.kinds import SOURCES
+from ladle.sources import CursorBound, SharedResources, SourceContext
 from ladle.sources.sql import SqlOptions, SqlSource, decode, encode
 
 BASE = datetime(2024, 3, 1, 12, 0, 0, 250000, tzinfo=UTC)
@@ -182,7 +183,7 @@ _ONE_OF = "give exactly one of `table:` (a table name) or `query:` (a SELECT)"
 
 def test_registry_maps_sql_to_these_options_and_source() -> None:
     """``type: sql`` resolves to SqlOptions and SqlSource."""
-    kind = registry()["sql"]
+    kind = SOURCES["sql"]
     assert kind.options is SqlOptions
     assert kind.build is SqlSource
 

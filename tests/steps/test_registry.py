@@ -9,8 +9,9 @@ import pytest
 
 from ladle.batch import ROW
 from ladle.columns import ColumnSpec
+from ladle.kinds import STEPS
 from ladle.schema import parse_type
-from ladle.steps import StepContext, registry
+from ladle.steps import StepContext
 
 CONTEXT = StepContext(
     resource="tickets",
@@ -36,7 +37,7 @@ CONTEXT = StepContext(
 )
 def test_every_step_builds_from_file_options_and_runs(key: str, options: Any) -> None:
     """Each registered step validates its options, builds, and keeps the row column."""
-    kind = registry()[key]
+    kind = STEPS[key]
     step = kind.build(kind.options.validate_python(options), CONTEXT)
     frame = pl.DataFrame({ROW: [0, 1], "id": [1, 2], "name": ["a", "b"]})
     result = step(frame)
