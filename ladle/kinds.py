@@ -37,7 +37,7 @@ class Kind(Generic[O]):
     plugin: bool = False
 
 
-def _resolve(reference: str) -> Any:
+def resolve(reference: str) -> Any:
     """The object a ``module:attribute`` reference names."""
     module, _, attribute = reference.partition(":")
     return getattr(import_module(module), attribute)
@@ -126,14 +126,14 @@ class Registry(Generic[O]):
             module, options, factory = reference.split(":")
             self._kinds[name] = Kind(
                 name,
-                self._as_options(_resolve(f"{module}:{options}")),
-                _resolve(f"{module}:{factory}"),
+                self._as_options(resolve(f"{module}:{options}")),
+                resolve(f"{module}:{factory}"),
             )
             return
         function = self.plugins().get(name)
         if function is None:
             raise KeyError(name)
-        options, build = _resolve(self._adapter_reference)(name, function)
+        options, build = resolve(self._adapter_reference)(name, function)
         self._kinds[name] = Kind(name, options, build, plugin=True)
 
     def _load_entry_points(self) -> None:

@@ -18,6 +18,7 @@ import polars as pl
 
 from ladle.config import DEFAULT_MAX_SHRINK, WriteMode
 from ladle.errors import ConfigError, ShrinkRefused
+from ladle.kinds import resolve
 from ladle.ledger import RunEntry
 from ladle.redact import mask as mask  # re-exported: destinations mask their URLs
 from ladle.schema import ColumnType
@@ -176,6 +177,15 @@ def default_url(pipeline: str) -> str:
     return f"duckdb:///{pipeline}.duckdb"
 
 
+_SCHEMES = {
+    "duckdb": "ladle.destinations.duckdb:DuckDBDestination",
+    "postgresql": "ladle.destinations.postgres:PostgresDestination",
+    "postgres": "ladle.destinations.postgres:PostgresDestination",
+}
+"""Each URL scheme's destination, imported when first connected to (as kinds are), so that
+a DuckDB run never imports psycopg."""
+
+
 def connect(
     url: str, *, base_dir: Path | None = None, memory_limit_mb: int | None = None
 ) -> Destination:
@@ -185,13 +195,11 @@ def connect(
     """
     scheme = url.split(":", 1)[0].lower()
     if scheme == "duckdb":
-        from ladle.destinations.duckdb import DuckDBDestination
-
-        return DuckDBDestination(url, memory_limit_mb=memory_limit_mb)
-    if scheme in ("postgresql", "postgres"):
-        from ladle.destinations.postgres import PostgresDestination
-
-        return PostgresDestination(url)
+        duckdb: Destination = resolve(_SCHEMES[scheme])(url, memory_limit_mb=memory_limit_mb)
+        return duckdb
+    if scheme in _SCHEMES:
+        server: Destination = resolve(_SCHEMES[scheme])(url)
+        return server
     known = "duckdb:///path.duckdb or postgresql://user@host:port/db?schema=name"
     raise ConfigError(
         f"unsupported destination {mask(url)!r}; use {known}",
