@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import polars as pl
+import psycopg
 import pytest
 import redis
 
@@ -466,6 +467,63 @@ def test_entries_in_hand_stay_the_workers_while_its_pool_waits_for_a_connection(
     assert sorted(row["id"] for row in _rows(postgres_url, "payments")) == list(range(10))
     (ledger,) = _rows(postgres_url, RUNS.name)
     assert (ledger["fetched"], ledger["inserted"], ledger["status"]) == (10, 10, SUCCEEDED)
+
+
+def test_a_lock_held_on_the_table_is_waited_out_and_nothing_is_dead_lettered(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_stream_key: str, client: redis.Redis
+) -> None:
+    """A session holds an ACCESS EXCLUSIVE lock on the table: each load gives up after
+    ``lock_timeout`` (1 s here), and the worker waits and retries the batch in hand as in
+    an outage, naming the lock; once the lock goes, every entry loads once, none is
+    dead-lettered, and the ledger balances."""
+    _add(client, redis_stream_key, [{"id": i, "amount": 1.0} for i in range(10)])
+    path = _pipeline(
+        tmp_path,
+        destination=f"{postgres_url}&lock_timeout=1s",
+        redis_url=redis_url,
+        stream=redis_stream_key,
+        batch_size=100,
+    )
+    Worker(Pipeline.from_yaml(path), WorkerOptions(idle_exit_s=1)).run()  # creates the table
+    assert _count(postgres_url, "payments") == 10
+    server, schema = postgres_url.rsplit("?", 1)[0], postgres_url.rsplit("schema=", 1)[1]
+    holder = psycopg.connect(server, application_name="forgotten psql")
+    try:
+        holder.execute(f'LOCK TABLE "{schema}".payments IN ACCESS EXCLUSIVE MODE')
+        _add(client, redis_stream_key, [{"id": i, "amount": 2.0} for i in range(10, 40)])
+        worker = _Worker(path, "a", env=_env())
+        try:
+            _until(
+                lambda: len(worker.events(WAITING)) >= 2,
+                timeout=60,
+                what="two waits on the lock",
+                detail=lambda: str(worker.log[-3:]),
+            )
+            assert worker.alive
+            holder.commit()  # the lock goes
+            _until(
+                lambda: (
+                    client.xpending(redis_stream_key, "loaders")["pending"] == 0
+                    and _count(postgres_url, "payments") == 40
+                ),
+                timeout=60,
+                what="the batch to load",
+            )
+        finally:
+            code = worker.stop()
+    finally:
+        holder.close()
+    assert code == 0
+    waits = worker.events(WAITING)
+    assert "waited 1 s for a lock on table" in waits[0]["error"], waits[0]
+    assert "forgotten psql" in waits[0]["error"], waits[0]
+    assert _dead_letters(client, redis_stream_key) == []
+    assert _count(postgres_url, QUARANTINE.name) == 0
+    rows = _rows(postgres_url, "payments")
+    assert sorted(r["id"] for r in rows) == list(range(40))
+    ledger = _rows(postgres_url, RUNS.name)
+    assert all(_balanced(row) for row in ledger)
+    assert sum(row["inserted"] for row in ledger) == 40
 
 
 @pytest.mark.faults
