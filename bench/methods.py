@@ -190,7 +190,7 @@ REFERENCE_SCHEMA = "bench_copy"
 
 def copy_ceiling(bench: Bench) -> tuple[Result, db.Checksum | None]:
     """(a) ``psql \\copy`` of the CSV into the empty table with its primary key."""
-    result = Result("a", "psql `\\copy` CSV → empty table with PK (ceiling)", bench.rows)
+    result = Result("a", "psql `\\copy` CSV → empty table with PK (the reference)", bench.rows)
     db.reset_schema(REFERENCE_SCHEMA)
     db.create_reference_table(REFERENCE_SCHEMA)
     script = bench.script(
