@@ -72,7 +72,12 @@ class ServerCpu:
         return sum(t - self._before.get(pid, 0.0) for pid, t in self._seen.items())
 
     def _run(self) -> None:
+        polls = 0
         while not self._stop.wait(self._interval):
+            polls += 1
+            if polls % 100 == 0:
+                # A pid can be reused (pid_max may be 32768): look at every process again.
+                self._ignored.clear()
             self._poll()
 
     def _poll(self) -> None:
