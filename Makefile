@@ -53,12 +53,23 @@ chromium:
 conformance: $(STAMP)
 	$(BIN)/python tests/conformance/fetch_suites.py
 
-# The PostgreSQL benchmark (bench/run.py; BENCHMARKS.md), then the streaming one. dlt gets its
-# own venv so its pins never touch ladle's. Options: make bench BENCH_ARGS='--quick' (or
-# --skip-dlt, --skip-stream, --rows N).
+# The benchmark (bench/run.py; BENCHMARKS.md): PostgreSQL and DuckDB loads, then the streaming
+# one. `make bench` installs what it needs: the `bench` extra (pgpq, ADBC) into .venv; dlt in its
+# own venv so its pins never touch ladle's; and DuckDB with its postgres extension in another,
+# because the extension's PyPI package is built for one DuckDB release (pinned here), not the one
+# ladle uses. Options: make bench BENCH_ARGS='--quick' (a smoke run), or --rows N, --repeat K,
+# --skip-dlt, --skip-large, --skip-stream, --report PATH (default: BENCHMARKS.md).
 DLT_VENV := bench/.venv-dlt
 DLT_STAMP := $(DLT_VENV)/.installed
+DUCKDB_PG_VENV := bench/.venv-duckdb-pg
+DUCKDB_PG_STAMP := $(DUCKDB_PG_VENV)/.installed
+DUCKDB_PG_VERSION := 1.5.5
+BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_ARGS ?=
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
 
 $(DLT_STAMP):
 	test -d $(DLT_VENV) || $(PYTHON) -m venv $(DLT_VENV)
@@ -66,7 +77,14 @@ $(DLT_STAMP):
 	$(DLT_VENV)/bin/pip install --quiet 'dlt[postgres,parquet]' adbc-driver-postgresql
 	touch $(DLT_STAMP)
 
-bench: $(STAMP) $(DLT_STAMP)
+$(DUCKDB_PG_STAMP):
+	test -d $(DUCKDB_PG_VENV) || $(PYTHON) -m venv $(DUCKDB_PG_VENV)
+	$(DUCKDB_PG_VENV)/bin/pip install --quiet --upgrade pip
+	$(DUCKDB_PG_VENV)/bin/pip install --quiet 'duckdb==$(DUCKDB_PG_VERSION)' \
+		'duckdb-extension-postgres-scanner==$(DUCKDB_PG_VERSION)'
+	touch $(DUCKDB_PG_STAMP)
+
+bench: $(BENCH_STAMP) $(DLT_STAMP) $(DUCKDB_PG_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # Only the streaming benchmark (bench/stream.py: ladle worker, Redis stream -> PostgreSQL); it

@@ -142,6 +142,30 @@ def checksum(schema: str, *, max_id: int | None = None) -> Checksum:
     return Checksum(int(row[0]), str(row[1]))
 
 
+FINGERPRINT = (
+    "SELECT count(*), sum(ticket_id), sum(priority), sum({bytes}(subject)), "
+    "sum({bytes}(description)), sum({bytes}(assignee)), count(assignee), "
+    "count(*) FILTER (WHERE status = 'open'), count(*) FILTER (WHERE channel = 'email'), "
+    "sum(date_part('epoch', created_at))::bigint, sum(date_part('epoch', updated_at))::bigint, "
+    "sum(date_part('epoch', resolved_at))::bigint, count(resolved_at), "
+    "sum(round(score * 1000))::bigint, count(*) FILTER (WHERE is_escalated), "
+    "sum({json_length}(tags)) FROM {table}"
+)
+"""Aggregates both engines compute alike: how a DuckDB table is compared with (a)'s.
+
+Sums of byte lengths, epoch seconds, scores in thousandths and tag counts, so a
+value loaded wrong in any column changes the result."""
+
+
+def fingerprint(schema: str) -> tuple[int, ...]:
+    """:data:`FINGERPRINT` of ``schema.tickets`` in PostgreSQL."""
+    table = sql.Identifier(schema, TABLE).as_string()
+    statement = FINGERPRINT.format(
+        bytes="octet_length", json_length="jsonb_array_length", table=table
+    )
+    return tuple(int(x or 0) for x in query(statement)[0])
+
+
 def query(statement: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
     """Rows of one statement (for the ledger and the server version)."""
     with connect() as con:

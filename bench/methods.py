@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,42 @@ class Result:
         """Whether every peak RSS came from GNU time (else it is an upper bound)."""
         runs = self.repeats or ([self.measured] if self.measured else [])
         return all(m.rss_exact for m in runs)
+
+    @property
+    def runs(self) -> list[Measured]:
+        """Every successful run of the method (one unless it was repeated)."""
+        runs = self.repeats or ([self.measured] if self.measured else [])
+        return [m for m in runs if m.ok]
+
+    @property
+    def cpu_seconds(self) -> float | None:
+        """Median CPU seconds of the process, scaled like :attr:`seconds` for a sample."""
+        return self._scaled([m.cpu_seconds for m in self.runs])
+
+    @property
+    def server_cpu_seconds(self) -> float | None:
+        """Median CPU seconds of its PostgreSQL backends; None when nothing measured them."""
+        values = [m.server_cpu_seconds for m in self.runs]
+        return self._scaled([v for v in values if v is not None])
+
+    @property
+    def total_cpu_seconds(self) -> float | None:
+        """Process plus server CPU seconds: the work the method cost the machine."""
+        if self.cpu_seconds is None:
+            return None
+        return self.cpu_seconds + (self.server_cpu_seconds or 0.0)
+
+    @property
+    def max_load(self) -> float | None:
+        """The highest 1-minute load average seen at the start or end of any of its runs."""
+        loads = [x for m in self.runs for x in m.loads]
+        return max(loads) if loads else None
+
+    def _scaled(self, values: list[float]) -> float | None:
+        if not values:
+            return None
+        value = statistics.median(values)
+        return value * self.scale_to / self.rows if self.scale_to else value
 
     @property
     def rows_per_second(self) -> float | None:
@@ -127,13 +164,13 @@ def _copy_command(table: str, csv_path: Path) -> str:
     return f"\\copy {table} FROM {_psql_path(csv_path)} WITH (FORMAT csv, HEADER true)\n"
 
 
-def _failed(result: Result, measured: Measured) -> Result:
+def failed(result: Result, measured: Measured) -> Result:
     result.measured = measured
     result.error = measured.failure()
     return result
 
 
-def _compare(result: Result, got: db.Checksum, want: db.Checksum | None) -> Result:
+def compare(result: Result, got: db.Checksum, want: db.Checksum | None) -> Result:
     """Mark the result verified when row count and checksum equal the reference's."""
     if want is None:
         result.check = f"{got.short()} (no reference to compare)"
@@ -153,16 +190,18 @@ REFERENCE_SCHEMA = "bench_copy"
 
 def copy_ceiling(bench: Bench) -> tuple[Result, db.Checksum | None]:
     """(a) ``psql \\copy`` of the CSV into the empty table with its primary key."""
-    result = Result("a", "psql `\\copy` CSV → empty table with PK (ceiling)", bench.rows)
+    result = Result("a", "psql `\\copy` CSV → empty table with PK (the reference)", bench.rows)
     db.reset_schema(REFERENCE_SCHEMA)
     db.create_reference_table(REFERENCE_SCHEMA)
     script = bench.script(
         "a_copy.sql", _copy_command(f"{REFERENCE_SCHEMA}.tickets", bench.files.tickets_csv)
     )
     db.settle()
-    measured = run_measured([*db.psql_args(), "-f", str(script)], timeout=bench.limit(bench.rows))
+    measured = run_measured(
+        [*db.psql_args(), "-f", str(script)], timeout=bench.limit(bench.rows), database=db.DATABASE
+    )
     if not measured.ok:
-        return _failed(result, measured), None
+        return failed(result, measured), None
     result.measured = measured
     reference = db.checksum(REFERENCE_SCHEMA)
     result.verified = reference.rows == bench.rows
@@ -211,16 +250,16 @@ def hand_merge(bench: Bench, reference: db.Checksum | None) -> tuple[Result, db.
     )
     loaded = run_measured([*db.psql_args(), "-f", str(base)], timeout=bench.limit(bench.rows))
     if not loaded.ok:
-        return _failed(result, loaded), None
+        return failed(result, loaded), None
     if reference is not None and db.checksum(schema) != reference:
         result.error = "the base table did not match (a) before the merge"
         return result, None
     script = bench.script("c_prime_merge.sql", _hand_merge_sql(schema, bench.files.changes_csv))
     db.settle()
     command = [*db.psql_args(), "-At", "-f", str(script)]
-    measured = run_measured(command, timeout=bench.limit(bench.rows))
+    measured = run_measured(command, timeout=bench.limit(bench.rows), database=db.DATABASE)
     if not measured.ok:
-        return _failed(result, measured), None
+        return failed(result, measured), None
     result.measured = measured
     inserted, updated = (int(n) for n in measured.stdout.split())
     after = db.checksum(schema)
@@ -245,31 +284,51 @@ _LEDGER = (
 )  # fmt: skip
 
 
+LEDGER_SQL = f"SELECT {', '.join(_LEDGER)} FROM {{}}_ladle_runs ORDER BY started_at DESC LIMIT 1"
+
+
 def _ledger(schema: str) -> dict[str, Any]:
     """The newest row of ladle's run ledger in ``schema``: the counts ladle reports."""
-    rows = db.query(
-        f"SELECT {', '.join(_LEDGER)} FROM {schema}._ladle_runs ORDER BY started_at DESC LIMIT 1"
-    )
+    rows = db.query(LEDGER_SQL.format(f"{schema}."))
     return dict(zip(_LEDGER, rows[0], strict=True)) if rows else {}
 
 
-def ladle_run(bench: Bench, result: Result, *, source: Path, schema: str) -> Result:
-    """Run ``ladle run tickets.yaml`` on ``source`` into ``schema``; read its ledger row."""
-    env = {"LADLE_DESTINATION": db.url(schema), "LADLE_BENCH_FILE": str(source)}
+def ledger_row(row: Sequence[Any] | None) -> dict[str, Any]:
+    """A row of :data:`LEDGER_SQL` as a dict (empty when there was none)."""
+    return dict(zip(_LEDGER, row, strict=True)) if row else {}
+
+
+def ladle_run(
+    bench: Bench,
+    result: Result,
+    *,
+    source: Path,
+    schema: str,
+    destination: str | None = None,
+    ledger: Callable[[], dict[str, Any]] | None = None,
+) -> Result:
+    """Run ``ladle run tickets.yaml`` on ``source`` into ``schema``; read its ledger row.
+
+    ``destination`` (a ``duckdb:///`` URL) and ``ledger`` replace PostgreSQL's ``schema``.
+    """
+    url = destination or db.url(schema)
+    env = {"LADLE_DESTINATION": url, "LADLE_BENCH_FILE": str(source)}
     db.settle()
     command = [str(bench.venv_bin / "ladle"), "run", str(PIPELINE)]
-    measured = run_measured(command, env=env, timeout=bench.limit(max(result.rows, bench.rows)))
+    limit = bench.limit(max(result.rows, bench.rows))
+    database = None if destination else db.DATABASE
+    measured = run_measured(command, env=env, timeout=limit, database=database)
     if not measured.ok:
-        return _failed(result, measured)
+        return failed(result, measured)
     result.measured = measured
     try:
-        result.extra["ledger"] = _ledger(schema)
+        result.extra["ledger"] = ledger() if ledger else _ledger(schema)
     except Exception as exc:
-        result.error = f"could not read {schema}._ladle_runs: {exc}"
+        result.error = f"could not read the ledger of {url}: {exc}"
     return result
 
 
-def _ledger_counts(ledger: dict[str, Any]) -> str:
+def ledger_counts(ledger: dict[str, Any]) -> str:
     keys = ("inserted", "updated", "unchanged", "deduplicated", "quarantined")
     return ", ".join(f"{ledger.get(k, 0):,} {k}" for k in keys if ledger.get(k) or k == "inserted")
 
@@ -282,8 +341,8 @@ def ladle_initial(bench: Bench, reference: db.Checksum | None) -> Result:
     if result.measured is None or not result.measured.ok or result.error:
         return result
     ledger = result.extra["ledger"]
-    _compare(result, db.checksum(LADLE_SCHEMA), reference)
-    result.check += f"; ledger: {_ledger_counts(ledger)}"
+    compare(result, db.checksum(LADLE_SCHEMA), reference)
+    result.check += f"; ledger: {ledger_counts(ledger)}"
     result.verified &= ledger.get("inserted") == bench.rows and ledger.get("status") == "succeeded"
     return result
 
@@ -304,7 +363,7 @@ def ladle_changes(bench: Bench, after_hand_merge: db.Checksum | None, initial: R
     counts = (ledger.get("inserted"), ledger.get("updated"), ledger.get("unchanged"))
     same_table = after_hand_merge is not None and got == after_hand_merge
     result.verified = counts == want and same_table
-    result.check = f"ledger: {_ledger_counts(ledger)}; table {got.rows:,} rows, checksum " + (
+    result.check = f"ledger: {ledger_counts(ledger)}; table {got.rows:,} rows, checksum " + (
         "= (c')" if same_table else f"≠ (c') …{got.digest[-10:]}"
     )
     return result
@@ -364,15 +423,19 @@ def dlt_merge(bench: Bench, mode: str, reference: Callable[[int], db.Checksum]) 
     # dlt's default path is known to be slow: allow it about an hour per million rows.
     timeout = bench.limit(limit, 3600.0 if mode == "default" else None)
     measured = run_measured(
-        command, cwd=bench.out, env={"RUNTIME__LOG_LEVEL": "WARNING"}, timeout=timeout
+        command,
+        cwd=bench.out,
+        env={"RUNTIME__LOG_LEVEL": "WARNING"},
+        timeout=timeout,
+        database=db.DATABASE,
     )
     if not measured.ok:
-        return _failed(result, measured)
+        return failed(result, measured)
     result.measured = measured
     report = json.loads(measured.stdout.strip().splitlines()[-1])
     result.extra["dlt"] = report
     result.note = "dlt steps (s): " + ", ".join(f"{k} {v}" for k, v in report["steps"].items())
-    return _compare(result, db.checksum(schema), reference(limit))
+    return compare(result, db.checksum(schema), reference(limit))
 
 
 # ---------------------------------------------------------------- (e) row by row
@@ -390,8 +453,8 @@ def rowwise(bench: Bench, reference: Callable[[int], db.Checksum]) -> Result:
     command += ["--file", str(bench.files.tickets_jsonl), "--url", db.url()]
     command += ["--schema", schema, "--limit", str(sample)]
     db.settle()
-    measured = run_measured(command, timeout=bench.limit(sample, 20_000.0))
+    measured = run_measured(command, timeout=bench.limit(sample, 20_000.0), database=db.DATABASE)
     if not measured.ok:
-        return _failed(result, measured)
+        return failed(result, measured)
     result.measured = measured
-    return _compare(result, db.checksum(schema), reference(sample))
+    return compare(result, db.checksum(schema), reference(sample))

@@ -1,32 +1,49 @@
 """``make bench``: load the same tickets every way, verify each table, report side by side.
 
-Order: generate (or reuse) the files; (a) ``psql \\copy``; (b) ladle's initial merge;
-(c) ladle's merge of the change file; (c') the same by hand in psql; (d) dlt's default
-and fast paths; (e) row-by-row upserts on a sample; then (b) on a file five times
-larger, for peak memory; then the streaming benchmark (``bench/stream.py``: ``ladle
-worker`` from a Redis stream). Prints the Markdown table and writes ``BENCHMARKS.md``.
+Order: generate (or reuse) the files; then ``--repeat`` interleaved rounds (round 1 of
+every method, then round 2, …) of (a) ``psql \\copy``, (b) ladle's initial merge, (f)
+the loads a user would write by hand (pgpq, ADBC, DuckDB's postgres extension), (c')
+and (c) the change file by hand and with ladle, (g') and (g) DuckDB alone and ladle's
+DuckDB destination, (h') and (h) their change-file merges, and dlt's fast paths; then,
+once each, dlt's default path, (e) row-by-row upserts on a sample, (b) on a file five
+times larger for peak memory, and the streaming benchmark (``bench/stream.py``: ``ladle
+worker`` from a Redis stream, at the default batch size). Prints the table and the
+verdicts and writes ``BENCHMARKS.md`` (or ``--report``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
 import database as db
+import duckdb_methods
+import handmade
 import methods
 import report
 import stream
+import verdicts
 from generate_tickets import Files, is_current
+
+from ladle.config import DEFAULT_BATCH_SIZE
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+DUCKDB_PG_PYTHON = BENCH / ".venv-duckdb-pg" / "bin" / "python"
+ORDER = (
+    "a", "b", "f pgpq", "f adbc", "f duckdb", "c", "c'", "g", "g'", "h", "h'",
+    "d default", "d arrow-parquet", "d arrow-csv", "e",
+)  # fmt: skip
+"""The order of the table's rows (the large run of (b) comes last)."""
 
 
 def _say(message: str) -> None:
@@ -58,7 +75,12 @@ def _files(
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="base file size (N)")
-    parser.add_argument("--quick", action="store_true", help="100,000 rows; report in bench/out")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 50,000 rows (or --rows), one round, 2x for the large run, "
+        "10,000 rows row by row, 50,000 messages; report in bench/out",
+    )
     parser.add_argument("--skip-dlt", action="store_true", help="leave out (d)")
     parser.add_argument("--skip-large", action="store_true", help="leave out (b) at 5xN")
     parser.add_argument(
@@ -82,10 +104,18 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=BENCH / "out")
-    parser.add_argument("--report", type=Path, help="default: BENCHMARKS.md, or out/ if --quick")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        help="where the Markdown goes (default: BENCHMARKS.md, or --out/BENCHMARKS.quick.md "
+        "with --quick)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
-        args.rows = 100_000
+        args.rows = 50_000 if args.rows == parser.get_default("rows") else args.rows
+        if args.large_factor == parser.get_default("large_factor"):
+            args.large_factor = 2
+        args.rowwise_sample = min(args.rowwise_sample, 10_000)
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
     if args.report is None:
@@ -104,9 +134,10 @@ def _report_step(result: methods.Result) -> methods.Result:
 def _round(
     args: argparse.Namespace, bench: methods.Bench, first: db.Checksum | None
 ) -> tuple[list[methods.Result], db.Checksum | None]:
-    """One round of the fast methods: (a), (b), (c), (c'), dlt's fast paths.
+    """One round of the fast methods: (a), (b), (f), (c'), (c), (g'), (g), (h'), (h), dlt's
+    fast paths.
 
-    (c') runs before (c) because (c) is checked against its table; it is listed after.
+    Each by-hand method runs before the ladle method checked against its table.
     """
     _say("(a) psql \\copy …")
     ceiling, reference = methods.copy_ceiling(bench)
@@ -116,17 +147,38 @@ def _round(
     reference = first or reference
     _say("(b) ladle initial merge …")
     initial = _report_step(methods.ladle_initial(bench, reference))
+    results = [ceiling, initial]
+    for mode in ("pgpq", "adbc"):
+        _say(f"(f {mode}) by hand …")
+        results.append(_report_step(handmade.by_hand(bench, mode, reference)))
+    _say("(f duckdb) DuckDB's postgres extension …")
+    results.append(_report_step(handmade.duckdb_to_postgres(bench, DUCKDB_PG_PYTHON, reference)))
     _say("(c') hand-written merge in psql …")
     hand, after = methods.hand_merge(bench, reference)
     _report_step(hand)
     _say("(c) ladle merge of the change file …")
-    changes = _report_step(methods.ladle_changes(bench, after, initial))
-    results = [ceiling, initial, changes, hand]
+    results += [_report_step(methods.ladle_changes(bench, after, initial)), hand]
+    results += _duckdb_round(bench)
     if not args.skip_dlt:
         for mode in ("arrow-parquet", "arrow-csv"):
             _say(f"(d) dlt {mode} …")
             results.append(_report_step(methods.dlt_merge(bench, mode, _reference_for(args))))
     return results, reference
+
+
+def _duckdb_round(bench: methods.Bench) -> list[methods.Result]:
+    """(g'), (g), (h'), (h): DuckDB alone and ladle's DuckDB destination."""
+    _say("(g') DuckDB alone …")
+    alone, loaded = duckdb_methods.alone_initial(bench)
+    _report_step(alone)
+    _say("(g) ladle → DuckDB …")
+    initial = _report_step(duckdb_methods.ladle_initial(bench, loaded))
+    _say("(h') DuckDB alone: MERGE INTO …")
+    alone_merge, merged = duckdb_methods.alone_merge(bench)
+    _report_step(alone_merge)
+    _say("(h) ladle → DuckDB: change file …")
+    changes = _report_step(duckdb_methods.ladle_merge(bench, merged, initial))
+    return [initial, alone, changes, alone_merge]
 
 
 def _reference_for(args: argparse.Namespace) -> Callable[[int], db.Checksum]:
@@ -139,31 +191,37 @@ def _reference_for(args: argparse.Namespace) -> Callable[[int], db.Checksum]:
     return reference
 
 
-def _run_all(args: argparse.Namespace, bench: methods.Bench) -> tuple[list[methods.Result], float]:
-    """Every method, in order: ``--repeat`` rounds of the fast ones, then the slow ones once.
+def _run_all(
+    args: argparse.Namespace, bench: methods.Bench
+) -> tuple[list[methods.Result], float, list[float]]:
+    """Every method: ``--repeat`` interleaved rounds of the fast ones, then the slow ones once.
 
-    Also returns the seconds spent generating the large file, if it had to be made.
+    Also returns the seconds spent generating the large file, if it had to be made, and
+    the 1-minute load average at the start of each round.
     """
     rounds: list[list[methods.Result]] = []
+    loads: list[float] = []
     reference: db.Checksum | None = None
     for number in range(1, args.repeat + 1):
-        _say(f"round {number} of {args.repeat}")
+        loads.append(os.getloadavg()[0])
+        _say(f"round {number} of {args.repeat} (load average {loads[-1]:.2f})")
         found, reference = _round(args, bench, reference)
         rounds.append(found)
     results = [methods.median_run(runs) for runs in zip(*rounds, strict=True)]
     reference_for = _reference_for(args)
     if not args.skip_dlt:
         _say("(d) dlt default …")
-        results.insert(4, _report_step(methods.dlt_merge(bench, "default", reference_for)))
+        results.append(_report_step(methods.dlt_merge(bench, "default", reference_for)))
     _say("(e) row by row …")
     results.append(_report_step(methods.rowwise(bench, reference_for)))
+    results.sort(key=lambda r: ORDER.index(r.key))
+    generating = 0.0
     if not args.skip_large:
         large_rows = args.rows * args.large_factor
         large, _, generating = _files(args.out, large_rows, seed=args.seed, full=False)
         _say(f"(b) ladle initial merge, {large_rows:,} rows …")
         results.append(_report_step(methods.ladle_large(bench, large, reference_for(args.rows))))
-        return results, generating
-    return results, 0.0
+    return results, generating, loads
 
 
 def _notes(results: list[methods.Result]) -> list[str]:
@@ -205,8 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         rowwise_sample=args.rowwise_sample,
         dlt_default_rows=args.dlt_default_rows or args.rows,
     )
-    results, generating_large = _run_all(args, bench)
+    results, generating_large, loads = _run_all(args, bench)
+    machine_info = replace(machine_info, round_loads=tuple(loads))
     streamed = _stream(args)
+    targets = verdicts.table(verdicts.verdicts(results, streamed))
     elapsed = time.perf_counter() - started
     extra = shlex.join(sys.argv[1:] if argv is None else argv)
     command = f"make bench BENCH_ARGS='{extra}'" if extra else "make bench"
@@ -218,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         machine_info=machine_info,
         command=command,
         notes=_notes(results),
+        targets=targets,
         duration=f"{elapsed:.0f} s, of which {generating + generating_large:.0f} s making "
         "or checking the input files"
         + (f" and {streamed.seconds:.0f} s streaming" if streamed else ""),
@@ -225,8 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args.report.write_text(text, encoding="utf-8")
     print(report.table(results))
-    print(report.targets(results))
-    print("".join(f"- {line}\n" for line in report.context(results)))
+    print(targets)
     if streamed:
         print(report.streaming_summary(streamed))
     _say(f"wrote {args.report}; total {elapsed:.0f} s")
@@ -235,12 +295,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _stream(args: argparse.Namespace) -> stream.StreamResult | None:
-    """The streaming benchmark with this run's rounds (one round of 50,000 with --quick)."""
+    """The streaming benchmark at the default batch size, one and two workers, with this run's
+    rounds (one round of 50,000 messages with --quick)."""
     if args.skip_stream:
         return None
     _say("streaming: ladle worker, Redis stream → PostgreSQL …")
     messages = 50_000 if args.quick else stream.StreamOptions.messages
-    options = stream.StreamOptions(messages=messages, repeat=args.repeat, out=args.out)
+    options = stream.StreamOptions(
+        messages=messages, batch_sizes=(DEFAULT_BATCH_SIZE,), repeat=args.repeat, out=args.out
+    )
     return stream.run_benchmark(options, _say)
 
 
