@@ -198,3 +198,19 @@ def connect(
         file=str(base_dir or "."),
         key="destination",
     )
+
+
+def probe(url: str, *, timeout: float) -> list[Check]:
+    """For ``ladle check``: does the destination answer (within ``timeout`` seconds), may ladle
+    write there. Unlike :func:`connect`, nothing is written or created, not even a file."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "duckdb":
+        from ladle.destinations import duckdb
+
+        return duckdb.probe(url)
+    if scheme in ("postgresql", "postgres"):
+        from ladle.destinations import postgres
+
+        return postgres.probe(url, timeout=timeout)
+    known = "duckdb:///path.duckdb or postgresql://user@host:port/db?schema=name"
+    return [Check("destination", False, f"unsupported destination {mask(url)!r}; use {known}")]
