@@ -44,6 +44,10 @@ TIMEOUT_S = 3.0
 MAX_FILES = 1000
 """Files of one glob whose first bytes are looked at."""
 _SHOWN_COLUMNS = 12
+_HEADERLESS = (
+    "the first row looks like data, not column names; if the file has no header, set "
+    "`header: false` (columns are then column_1, column_2, ...)"
+)
 _SHAPING = ("rename", "select", "drop")
 _IMPLICIT = ("cast", "validate")
 _MISSING = re.compile(r'Referenced column "([^"]+)" not found')
@@ -143,19 +147,23 @@ def _sample(
         return _first(source.batches()), []
     paths = source.paths()
     path = ("resources", res.name, "source", "path")
-    found, failed = [], []
+    found, failed, warned = [], [], []
     for file in paths[:MAX_FILES]:
         try:
-            found.append(_describe(source, file))
+            text, header = _describe(source, file)
         except LadleError as exc:
             failed.append(_at(config, path, str(exc), ok=False))
+            continue
+        found.append(text)
+        if not header:
+            warned.append(Finding("warning", _text(config, path, f"{_HEADERLESS} ({text})")))
     if failed:
-        return None, failed
+        return None, failed + warned
     batch = _first(source.read(paths[0]))
     text = found[0] if len(paths) == 1 else f"{len(paths):,} files; the first: {found[0]}"
     if batch is not None:
         text += f"; {batch.frame.width} columns in its first {batch.frame.height} records"
-    return batch, [Finding("ok", _text(config, path, text))]
+    return batch, [Finding("ok", _text(config, path, text)), *warned]
 
 
 def _parent(config: PipelineConfig, name: str, context: SourceContext) -> Source:
@@ -175,8 +183,11 @@ def _first(batches: Iterator[SourceBatch]) -> SourceBatch | None:
             close()
 
 
-def _describe(source: Any, path: Path) -> str:
-    """``data/t.csv: CSV, utf-8, delimiter ';'``: what a file's name and first bytes say."""
+def _describe(source: Any, path: Path) -> tuple[str, bool]:
+    """``data/t.csv: CSV, utf-8, delimiter ';'``: what a file's name and first bytes say; and
+    False for a CSV file read with a header whose first row looks like data."""
+    import csv
+
     from ladle.sources.compression import opened
     from ladle.sources.csv_reader import CsvOptions, sniff_dialect
     from ladle.sources.sniff import HEAD
@@ -188,6 +199,7 @@ def _describe(source: Any, path: Path) -> str:
         parts.append(f"{plan.compression}-compressed")
     if plan.fmt != "parquet":
         parts.append(plan.encoding)
+    header = True
     if plan.fmt == "csv":
         with opened(path, plan.compression, name) as (stream, _):
             head = stream.read(HEAD).decode(plan.encoding, "replace")
@@ -195,7 +207,12 @@ def _describe(source: Any, path: Path) -> str:
         dialect = sniff_dialect(head, CsvOptions(delimiter=options.delimiter))
         parts.append(f"delimiter {dialect.delimiter!r}")
         parts.append("with a header" if options.header else "no header")
-    return f"{name}: {', '.join(parts)}"
+        if options.header:
+            try:
+                header = csv.Sniffer().has_header(head[: head.rfind("\n") + 1] or head)
+            except csv.Error:  # too little to tell
+                header = True
+    return f"{name}: {', '.join(parts)}", header
 
 
 def _shown(path: Path, base: Path) -> str:
@@ -263,10 +280,12 @@ def _endpoint(kind: str, url: str) -> tuple[str, int] | _Local:
 
 def _bind(config: PipelineConfig, res: Resource, batch: SourceBatch | None) -> list[Finding]:
     """Put the sample through the resource's steps; report every expression that fails."""
-    if not any(s.name in ("derive", "validate") for s in res.steps):
+    if not res.steps:
         return []
     steps_path: KeyPath = ("resources", res.name, "steps")
     if batch is None or batch.frame.width == 0:
+        if not any(s.name in ("derive", "validate") for s in res.steps):
+            return []
         text = "the source gave no records to sample: the steps' expressions are not checked"
         return [Finding("warning", _text(config, steps_path, text))]
     try:

@@ -215,6 +215,7 @@ def validate(file: Path) -> None:
     resources = ", ".join(pipeline.config.resources)
     out.print(f"{file}: ok: pipeline {pipeline.name!r}, resources: {resources}")
     out.print(f"destination: {escape(mask(pipeline.destination_url()))}")
+    out.print(f"not looked at: inputs, destination, expressions (`ladle check {file}` does)")
 
 
 # ------------------------------------------------------------------ check

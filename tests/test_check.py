@@ -308,3 +308,18 @@ def test_every_example_checks_ok(
         monkeypatch.setenv("SERVICEDESK_TOKEN", "t")
         result = CliRunner().invoke(main, ["check", "pipeline.yaml"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_csv_whose_first_row_is_data_gets_a_header_warning(
+    tmp_path: Path, duckdb_url: str, write_pipeline: Callable[..., Path]
+) -> None:
+    """With `header: true` (the default), a first row that looks like data is a warning."""
+    (tmp_path / "tickets.csv").write_text("1,open,2024\n2,closed,2025\n3,pending,2026\n")
+    path = write_pipeline(PIPELINE.format(path="tickets.csv", steps="      - drop: [x]"))
+    code, out = _check(path, duckdb_url)
+    assert code == 0, out
+    assert (
+        f"warning: {path}:4: resources.tickets.source.path: the first row looks like data, not "
+        "column names; if the file has no header, set `header: false` (columns are then "
+        "column_1, column_2, ...) (tickets.csv: CSV, utf-8, delimiter ',', with a header)\n"
+    ) in out
