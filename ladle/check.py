@@ -162,7 +162,8 @@ def _sample(
     batch = _first(source.read(paths[0]))
     text = found[0] if len(paths) == 1 else f"{len(paths):,} files; the first: {found[0]}"
     if batch is not None:
-        text += f"; {batch.frame.width} columns in its first {batch.frame.height} records"
+        rows = batch.frame.height
+        text += f"; {batch.frame.width} columns in its first {rows} record{'s' * (rows != 1)}"
     return batch, [Finding("ok", _text(config, path, text)), *warned]
 
 
@@ -291,7 +292,9 @@ def _bind(config: PipelineConfig, res: Resource, batch: SourceBatch | None) -> l
     try:
         steps = build_steps(config, res)
     except LadleError as exc:
-        return [_at(config, steps_path, str(exc), ok=False)]
+        named = [i for i, s in enumerate(res.steps) if s.name == getattr(exc, "step", None)]
+        where = (*steps_path, named[0], res.steps[named[0]].name) if named else steps_path
+        return [_at(config, where, str(exc), ok=False)]
     indices = _configured(res)
     context = StepContext(
         resource=res.name,

@@ -323,3 +323,18 @@ def test_a_csv_whose_first_row_is_data_gets_a_header_warning(
         "column names; if the file has no header, set `header: false` (columns are then "
         "column_1, column_2, ...) (tickets.csv: CSV, utf-8, delimiter ',', with a header)\n"
     ) in out
+
+
+def test_a_missing_lookup_file_is_a_problem(
+    tmp_path: Path, duckdb_url: str, write_pipeline: Callable[..., Path]
+) -> None:
+    """The reference file of a lookup step is an input too: its absence is reported."""
+    (tmp_path / "tickets.csv").write_text(CSV)
+    steps = "      - lookup: {from: {file: agents.csv}, on: [status], add: [agent]}"
+    path = write_pipeline(PIPELINE.format(path="tickets.csv", steps=steps))
+    code, out = _check(path, duckdb_url)
+    assert code == 1
+    assert (
+        f"problem: {path}:9: resources.tickets.steps[0].lookup: resource 'tickets', step "
+        f"'lookup': cannot read the reference: agents.csv: file not found (looked in {tmp_path})\n"
+    ) in out
