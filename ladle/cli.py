@@ -7,6 +7,7 @@ exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 import time
@@ -214,6 +215,38 @@ def validate(file: Path) -> None:
     resources = ", ".join(pipeline.config.resources)
     out.print(f"{file}: ok: pipeline {pipeline.name!r}, resources: {resources}")
     out.print(f"destination: {escape(mask(pipeline.destination_url()))}")
+    out.print(f"not looked at: inputs, destination, expressions (`ladle check {file}` does)")
+
+
+# ------------------------------------------------------------------ check
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--destination", help="Destination URL, overriding the pipeline file's.")
+def check(file: Path, destination: str | None) -> None:
+    """Check what FILE points at: inputs, destination, and every SQL expression on a sample.
+
+    Nothing is written. Lists every problem with its line in FILE and exits 1 if there is one.
+    """
+    from ladle.check import check as check_pipeline
+
+    # The report lists the file's warnings itself: the log would say them twice.
+    log.configure(json=not _interactive(), level=logging.ERROR)
+    with _errors():
+        pipeline = Pipeline.from_yaml(file, destination=destination)
+        report = check_pipeline(pipeline.config, destination=destination)
+    styles = {"ok": "green", "warning": "yellow", "problem": "red"}
+    for finding in report.findings:
+        style = styles[finding.level]
+        out.print(
+            f"[{style}]{finding.level}:[/{style}] {escape(mask(finding.text))}", soft_wrap=True
+        )
+    if report.problems:
+        count = len(report.problems)
+        err.print(f"[red]{file}: {count} problem{'s' if count > 1 else ''}[/red]")
+        sys.exit(1)
+    out.print(f"{file}: ok")
 
 
 # ------------------------------------------------------------------ runs & quarantine

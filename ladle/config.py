@@ -30,8 +30,9 @@ from ladle.incremental import IncrementalSpec
 from ladle.kinds import SOURCES, STEPS
 from ladle.memory import check_limit
 from ladle.redact import mask
-from ladle.schema import fit_name, normalize_name
+from ladle.schema import Kind, fit_name, normalize_name
 from ladle.status import FreshnessSpec
+from ladle.yaml_errors import explain
 
 DEFAULT_BATCH_SIZE = 10_000
 """Measured: 10k-row batches keep peak memory low and overlap parsing with loading best."""
@@ -181,6 +182,12 @@ class PipelineConfig:
     resources: dict[str, Resource]
     config_hash: str
     warnings: list[str] = field(default_factory=list)
+    lines: Mapping[Path_, int] = field(default_factory=dict)
+    """The line each key of the file is on, by its path (``("resources", "tickets")``)."""
+
+    def line_of(self, *path: str | int) -> int | None:
+        """The line of the key at ``path``, or of the nearest key above it; None in code."""
+        return _nearest_line(self.lines, path)
 
     @property
     def name(self) -> str:
@@ -278,7 +285,7 @@ def _dotted(path: Path_) -> str:
     return text
 
 
-def _nearest_line(lines: dict[Path_, int], path: Path_) -> int | None:
+def _nearest_line(lines: Mapping[Path_, int], path: Path_) -> int | None:
     while path:
         if path in lines:
             return lines[path]
@@ -308,10 +315,8 @@ def load(path: str | Path, *, destination: str | None = None) -> PipelineConfig:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"invalid YAML: {problem}", file=display, line=line) from None
+        line, message = explain(exc, text)
+        raise ConfigError(message, file=display, line=line) from None
     if node is None:
         raise ConfigError("the file is empty; see `ladle init` for a starting point", file=display)
     data = reader.read(node)
@@ -342,8 +347,8 @@ def _config(data: dict[str, Any], reader: _Reader, path: Path, digest: str) -> P
         for name, res in spec.resources.items()
     }
     _check_parents(resources, reader)
-    notes = _literal_secret_warnings(reader)
-    return PipelineConfig(spec, path, resources, digest, notes)
+    notes = _literal_secret_warnings(reader) + _naive_alias_warnings(spec, reader)
+    return PipelineConfig(spec, path, resources, digest, notes, reader.lines)
 
 
 def read_target(path: str | Path) -> tuple[str, str | None]:
@@ -637,6 +642,30 @@ def _literal_secret_warnings(reader: _Reader) -> list[str]:
         )
         _log.warning(note, file=reader.file, line=line, key=key)
         notes.append(note)
+    return notes
+
+
+def _naive_alias_warnings(spec: PipelineSpec, reader: _Reader) -> list[str]:
+    """Warn about a naive ``timestamp`` chosen through an alias (``datetime``): whoever writes
+    it usually means a moment in time, which is ``timestamptz``; ``timestamp`` written as
+    such is taken to be meant."""
+    notes = []
+    for resource, res in spec.resources.items():
+        for column, declared in res.columns.items():
+            if declared.type is None or declared.type.kind is not Kind.TIMESTAMP:
+                continue
+            path: Path_ = ("resources", resource, "columns", column)
+            written = reader.literal.get((*path, "type"), reader.literal.get(path, ""))
+            if written.strip().lower() == Kind.TIMESTAMP.value:
+                continue
+            line, key = reader.lines.get(path), _dotted(path)
+            note = (
+                f"{reader.file}:{line}: {key}: type {written!r} is a timestamp without time "
+                "zone (naive); timestamptz is usually meant (a moment in time, stored in UTC). "
+                "Write `timestamptz`, or `timestamp` if naive values are meant"
+            )
+            _log.warning(note, file=reader.file, line=line, key=key)
+            notes.append(note)
     return notes
 
 

@@ -366,7 +366,15 @@ def _column_types(ref: _Reference) -> None:
             continue
         column = ColumnType(kind)
         ref.add(f"| `{kind.value}` | {aliases} | `{column.duckdb}` | `{column.postgres}` |")
-    ref.add("")
+    ref.add(
+        "",
+        "The names under *also written* are accepted as aliases of the type on their row.",
+        "`timestamp` (alias `datetime`) holds naive date-times, without a time zone; a moment",
+        "in time (an event, a created or updated stamp) is `timestamptz`, stored in UTC. A",
+        "naive `timestamp` chosen through an alias gets a warning from `ladle validate` and",
+        "`ladle check`; write `timestamp` itself when naive values are meant.",
+        "",
+    )
 
 
 # ---------------------------------------------------------------- sources and steps

@@ -75,6 +75,7 @@ def test_validate_ok(runner: CliRunner, write_pipeline: Callable[[str], Path]) -
     assert result.stdout.splitlines() == [
         f"{path}: ok: pipeline 'x', resources: a",
         "destination: duckdb:///x.duckdb",
+        f"not looked at: inputs, destination, expressions (`ladle check {path}` does)",
     ]
 
 

@@ -206,3 +206,17 @@ def connect(
         file=str(base_dir or "."),
         key="destination",
     )
+
+
+def probe(url: str, *, timeout: float) -> list[Check]:
+    """For ``ladle check``: does the destination answer (within ``timeout`` seconds), may ladle
+    write there. Unlike :func:`connect`, nothing is written or created, not even a file."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "duckdb":
+        embedded: list[Check] = resolve("ladle.destinations.duckdb:probe")(url)
+        return embedded
+    if scheme in _SCHEMES:
+        server: list[Check] = resolve("ladle.destinations.postgres:probe")(url, timeout=timeout)
+        return server
+    known = "duckdb:///path.duckdb or postgresql://user@host:port/db?schema=name"
+    return [Check("destination", False, f"unsupported destination {mask(url)!r}; use {known}")]

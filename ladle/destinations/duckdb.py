@@ -9,6 +9,7 @@ unchanged are counted by the database, and unchanged rows are not rewritten.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -645,3 +646,46 @@ def _write_ledger(con: DuckDBPyConnection, entry: RunEntry) -> None:
     names = ", ".join(quote(c) for c in row)
     marks = ", ".join("?" for _ in row)
     con.execute(f"INSERT INTO {quote(RUNS.name)} ({names}) VALUES ({marks})", list(row.values()))
+
+
+def probe(url: str) -> list[Check]:
+    """For ``ladle check``: may ladle write the file, found without writing anything (a file
+    that does not exist yet is not created)."""
+    path, _ = _parse_url(url)
+    if path == ":memory:":
+        return [Check("destination", True, "DuckDB in memory")]
+    target = Path(os.path.abspath(path))
+    if not target.exists():
+        existing = next(p for p in target.parents if p.exists())
+        if not existing.is_dir():
+            return [Check("destination", False, f"cannot create {target}: {existing} is a file")]
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return [
+                Check(
+                    "destination",
+                    False,
+                    f"cannot create {target}: the directory {existing} is not writable",
+                )
+            ]
+        return [Check("destination", True, f"{target} will be created ({existing} is writable)")]
+    problem = _unwritable(target)
+    if problem is None:
+        duckdb = _import_duckdb()
+        try:
+            duckdb.connect(str(target), read_only=True).close()
+        except duckdb.Error as exc:
+            problem = f"cannot open {target}: {str(exc).splitlines()[0]}"
+    if problem is not None:
+        return [Check("destination", False, problem)]
+    return [Check("destination", True, f"DuckDB file {target} opens and is writable")]
+
+
+def _unwritable(target: Path) -> str | None:
+    """Why ladle could not write an existing DuckDB file (or its write-ahead log beside it)."""
+    if not target.is_file():
+        return f"{target} is not a file"
+    if not os.access(target, os.R_OK | os.W_OK):
+        return f"{target} is not writable by this user"
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        return f"the directory {target.parent} is not writable (DuckDB writes its log there)"
+    return None

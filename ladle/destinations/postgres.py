@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -1007,3 +1008,41 @@ def _write_ledger(
     )
     if commit:
         conn.commit()
+
+
+def probe(url: str, *, timeout: float) -> list[Check]:
+    """For ``ladle check``: the server answers within ``timeout`` seconds, takes writes, and
+    lets this user create ladle's tables in the schema; nothing is written."""
+    settings = _parse_url(url)
+    options = {**settings.connect}
+    if "connect_timeout" in options:  # libpq waits at least 2 seconds
+        options["connect_timeout"] = max(2, math.ceil(timeout))
+    try:
+        conn = psycopg.connect(settings.conninfo, **options)
+    except psycopg.Error as exc:
+        return [Check("destination", False, f"{mask(url)} does not answer: {_message(exc)}")]
+    schema = settings.schema
+    with conn:
+        row = conn.execute(
+            "SELECT current_setting('transaction_read_only') = 'on', "
+            "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s), "
+            "has_database_privilege(current_database(), 'CREATE'), current_user",
+            [schema],
+        ).fetchone()
+        assert row is not None  # noqa: S101 - a SELECT without FROM returns a row
+        read_only, exists, create_schema, user = row
+        may_create = (
+            conn.execute(
+                "SELECT has_schema_privilege(%s, 'USAGE') AND has_schema_privilege(%s, 'CREATE')",
+                [schema, schema],
+            ).fetchone()
+            == (True,)
+            if exists
+            else create_schema
+        )
+    if read_only:
+        return [Check("destination", False, f"{mask(url)} is read-only (a standby?)")]
+    if not may_create:
+        where = f"schema {schema!r}" if exists else f"a schema {schema!r} in the database"
+        return [Check("destination", False, f"user {user!r} may not create tables in {where}")]
+    return [Check("destination", True, f"{mask(url)} answers; ladle may write in {schema!r}")]

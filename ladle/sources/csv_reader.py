@@ -133,6 +133,12 @@ def read_csv(
             notices.extend(tally.notices(name))
 
 
+def sniff_dialect(sample: str, options: CsvOptions) -> Dialect:
+    """The delimiter and quote character ``read_csv`` would use for a file starting with
+    ``sample`` (what ``ladle check`` reports)."""
+    return _sniff(sample, options)
+
+
 def _sniff(sample: str, options: CsvOptions) -> Dialect:
     """Use what the options say; guess the rest from the sample, else ``,`` and ``"``."""
     guess_quote = options.quoting and options.quotechar is None

@@ -251,6 +251,16 @@ class FileSource:
         """Every file loaded so far, by path: size, mtime and content hash."""
         return {FILES: self._loaded}
 
+    def inspect(self, path: Path) -> _Plan:
+        """What one file is (format, compression, encoding), told from its name and its first
+        bytes; SourceError if it cannot be read, or is not what it should be."""
+        return self._inspect(path, self._display(path))
+
+    def read(self, path: Path) -> Iterator[SourceBatch]:
+        """One file's batches from its start, without a run's bookkeeping (no state, no
+        content hash): what ``ladle check`` samples."""
+        return self._read(path, 0)
+
     def _read_before(self, resume: dict[str, Any], name: str, meta: FileMeta) -> int:
         """How far into this file an interrupted run committed (0 if the file changed since)."""
         if resume.get("file") != name:
