@@ -24,7 +24,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from functools import partial
@@ -34,7 +34,7 @@ import ijson
 import polars as pl
 from polars.datatypes import DataTypeClass
 
-from ladle.batch import SourceBatch, Unreadable, json_text
+from ladle.batch import LinePositions, SourceBatch, Unreadable, json_text
 from ladle.errors import SourceError
 from ladle.memory import BatchBudget
 from ladle.schema import exact_in_double
@@ -297,7 +297,13 @@ def _parse_fast(chunk: _Chunk, name: str, data: bytes, whole: frozenset[str]) ->
     flat = _flatten_faithfully(frame, data, whole)
     if flat is None:
         return None
-    positions = [chunk.position(name, i) for i in rows]
+    positions: Sequence[str]
+    if chunk.positions is None:
+        first = chunk.first_line
+        lines = range(first, first + len(rows)) if isinstance(rows, range) else None
+        positions = LinePositions(name, [first + i for i in rows] if lines is None else lines)
+    else:
+        positions = [chunk.positions[i] for i in rows]
     return SourceBatch(flat, positions)
 
 

@@ -14,7 +14,7 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ladle.batch import SourceBatch, Unreadable
+from ladle.batch import LinePositions, SourceBatch, Unreadable
 from ladle.sources import SourceContext, json_reader
 from ladle.sources.files import FileOptions, FileSource
 from ladle.sources.json_reader import JsonOptions, read_jsonl
@@ -358,3 +358,14 @@ def test_declared_json_field_is_kept_whole(tmp_path: Path) -> None:
     context = SourceContext("things", 100, tmp_path, json_columns=frozenset({"p"}))
     [batch] = list(FileSource(FileOptions(type="file", path="t.jsonl"), context).batches())
     assert batch.frame.to_dicts() == [{"q__b": 2, "p": '{"a":1}'}, {"q__b": None, "p": "[1]"}]
+
+
+def test_positions_of_a_polars_read_chunk_are_spelled_when_asked() -> None:
+    """A chunk Polars reads keeps line numbers, not strings; each reads as `name:LINE`, blank
+    lines skipped, and a slice keeps its lines."""
+    batch = _read_bytes(b'{"a": 1}\n\n{"a": 2}\n{"a": 3}\n')
+    assert isinstance(batch.positions, LinePositions)
+    assert batch.positions == ["t:1", "t:3", "t:4"]
+    assert batch.positions[1] == "t:3"
+    assert batch.positions[1:] == ["t:3", "t:4"]
+    assert len(batch.positions) == batch.frame.height
