@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
@@ -33,7 +34,7 @@ QUARANTINE = TableDef(
 
 
 def rows_from_rejects(
-    rejects: pl.DataFrame, source: pl.DataFrame, positions: list[str]
+    rejects: pl.DataFrame, source: pl.DataFrame, positions: Sequence[str]
 ) -> pl.DataFrame:
     """One row per rejected record: its position, raw values and the list of its errors.
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from functools import partial
@@ -34,7 +34,7 @@ import ijson
 import polars as pl
 from polars.datatypes import DataTypeClass
 
-from ladle.batch import SourceBatch, Unreadable
+from ladle.batch import LinePositions, SourceBatch, Unreadable, json_text
 from ladle.errors import SourceError
 from ladle.memory import BatchBudget
 from ladle.schema import exact_in_double
@@ -48,6 +48,7 @@ from ladle.sources.decoding import (
 from ladle.sources.flatten import (
     MAX_COLUMNS,
     ColumnClash,
+    Leaf,
     TooManyColumns,
     flat_series,
     frame_of,
@@ -172,8 +173,10 @@ def _parse_chunk(chunk: _Chunk, name: str, options: JsonOptions) -> SourceBatch:
     structure = screen_lines(chunk.lines, min(_FAST_DEPTH, options.max_depth))
     for offset in structure.suspects:
         _refuse_line(chunk, name, offset, options.max_depth)
-    fast = not (structure.suspects or options.whole or _EMPTY_OBJECT.search(structure.text))
-    return (_parse_fast(chunk, name) if fast else None) or _parse_lines(chunk, name, options)
+    fast = not (structure.suspects or _EMPTY_OBJECT.search(structure.text))
+    if fast and (batch := _parse_fast(chunk, name, structure.text, options.whole)):
+        return batch
+    return _parse_lines(chunk, name, options)
 
 
 def _refuse_line(chunk: _Chunk, name: str, offset: int, max_depth: int) -> None:
@@ -277,11 +280,11 @@ def _decoded_chunk(texts: list[str], name: str, *, line_no: int, encoding: str) 
     return chunk
 
 
-def _parse_fast(chunk: _Chunk, name: str) -> SourceBatch | None:
-    """The whole chunk in one Polars call, or None when it needs reading line by line."""
+def _parse_fast(chunk: _Chunk, name: str, data: bytes, whole: frozenset[str]) -> SourceBatch | None:
+    """The whole chunk (``data``: its lines joined) in one Polars call, or None when it needs
+    reading line by line."""
     if chunk.undecodable:
         return None
-    data = b"".join(chunk.lines)
     try:
         frame = _read_ndjson(chunk.lines, data)
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException):
@@ -291,10 +294,16 @@ def _parse_fast(chunk: _Chunk, name: str) -> SourceBatch | None:
         rows = [i for i, line in enumerate(chunk.lines) if line.strip()]
         if frame.height != len(rows):
             return None
-    flat = _flatten_faithfully(frame, data)
+    flat = _flatten_faithfully(frame, data, whole)
     if flat is None:
         return None
-    positions = [chunk.position(name, i) for i in rows]
+    positions: Sequence[str]
+    if chunk.positions is None:
+        first = chunk.first_line
+        lines = range(first, first + len(rows)) if isinstance(rows, range) else None
+        positions = LinePositions(name, [first + i for i in rows] if lines is None else lines)
+    else:
+        positions = [chunk.positions[i] for i in rows]
     return SourceBatch(flat, positions)
 
 
@@ -413,27 +422,70 @@ def _first_value_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _LOOKS_CODED = r"^(?:-?[0-9]|true$|false$|[\[{])"
 
 
-def _flatten_faithfully(frame: pl.DataFrame, data: bytes) -> pl.DataFrame | None:
+def _flatten_faithfully(
+    frame: pl.DataFrame, data: bytes, whole: frozenset[str] = frozenset()
+) -> pl.DataFrame | None:
     """Flatten a frame Polars read from ``data``, or None if it may hold values Polars
-    made up (a reconciled type, or a number rounded to a double)."""
-    try:
-        found = leaves(frame)
-    except ColumnClash:
-        return None  # the slow road reports it, with a position
-    if not found:
+    made up (a reconciled type, or a number rounded to a double).
+
+    Top-level fields in ``whole`` become JSON text, last, as on the line-by-line road;
+    only when Polars holds them as written (text, booleans, integers, lists of those).
+    """
+    split = _leaves_and_wholes(frame, whole)
+    if split is None:
+        return None
+    found, wholes = split
+    if not found and not wholes:
         return pl.DataFrame(height=frame.height)
     if not _numbers_survive(data, [leaf.values for leaf in found]):
         return None
+    found += wholes
     checked = {f"c{i}": leaf for i, leaf in enumerate(found)}
+    # A declared json field's text must not be a number or keyword Polars turned into text.
     doubts = [
-        _doubt(pl.col(name), leaf.values.dtype, in_list=False) for name, leaf in checked.items()
+        _doubt(pl.col(name), leaf.values.dtype, in_list=leaf in wholes)
+        for name, leaf in checked.items()
     ]
     checks = [doubt.any() for doubt in doubts if doubt is not None]
     if checks:
         values = pl.DataFrame({name: leaf.values for name, leaf in checked.items()})
         if values.select(pl.any_horizontal(checks)).item():
             return None
-    return frame_of([flat_series(leaf) for leaf in found])
+    flat = [flat_series(leaf) for leaf in found[: len(found) - len(wholes)]]
+    return frame_of(flat + [_whole_series(leaf) for leaf in wholes])
+
+
+def _leaves_and_wholes(
+    frame: pl.DataFrame, whole: frozenset[str]
+) -> tuple[list[Leaf], list[Leaf]] | None:
+    """The leaves to flatten and the fields to keep whole; None: the slow road decides (a
+    name clash, or a whole field Polars may not hold as written)."""
+    kept = [column for column in frame.columns if column in whole]
+    if not all(_json_as_written(frame.schema[column]) for column in kept):
+        return None
+    try:
+        found = leaves(frame.drop(kept))
+    except ColumnClash:
+        return None  # the slow road reports it, with a position
+    if set(kept) & {leaf.name for leaf in found}:
+        return None
+    return found, [Leaf((column,), frame.get_column(column)) for column in kept]
+
+
+def _json_as_written(dtype: pl.DataType | DataTypeClass) -> bool:
+    """Whether Polars' JSON of a value of ``dtype`` is the JSON the line held (a float may be
+    respelled, and an object may have keys filled in from other lines)."""
+    if isinstance(dtype, type):
+        dtype = dtype()
+    if isinstance(dtype, pl.List):
+        return _json_as_written(dtype.inner)
+    return isinstance(dtype, pl.String | pl.Boolean | pl.Int64 | pl.Null)
+
+
+def _whole_series(leaf: Leaf) -> pl.Series:
+    """A field declared ``type: json`` as one compact JSON text per row; null stays null."""
+    text = leaf.values.to_frame("v").select(json_text(pl.col("v")).cast(pl.String))
+    return text.to_series().alias(leaf.name)
 
 
 # A number that may not survive a double has 16 or more digits (a point counted as one,

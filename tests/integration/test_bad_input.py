@@ -197,3 +197,24 @@ def test_a_file_of_only_bad_records_quarantines_them_and_succeeds(
         assert dest.read("items", {}).height == 0
     finally:
         dest.close()
+
+
+def test_rejected_rows_of_polars_read_chunks_keep_their_lines(
+    tmp_path: Path, destination_url: str, write_pipeline: Callable[[str], Path]
+) -> None:
+    """Rows a step rejects from chunks Polars read are quarantined at their own line, blank
+    lines counted, across batches; a declared json field loads as compact JSON text."""
+    lines = [json.dumps({"id": i, "amount": -1 if i in (7, 1234) else i, "tags": ["a", "é"]})
+             for i in range(1, 1501)]  # fmt: skip
+    lines.insert(3, "")  # line 4 is blank: id 7 is on line 8, id 1234 on line 1235
+    (tmp_path / "items.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    text = PIPELINE.format(path="items.jsonl") + "      tags: {type: json}\n    batch_size: 1000\n"
+    result, quarantined, rows = _run(write_pipeline(text), destination_url)
+    assert (result.counts.fetched, result.counts.inserted, result.counts.quarantined) == (
+        1500,
+        1498,
+        2,
+    )
+    assert [r["position"] for r in quarantined] == ["items.jsonl:1235", "items.jsonl:8"]
+    assert [json.loads(r["raw"])["id"] for r in quarantined] == [1234, 7]
+    assert json.loads(rows[0]["tags"]) == ["a", "é"]

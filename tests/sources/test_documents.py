@@ -88,7 +88,8 @@ def _source(
 
 def _read(source: DocumentsSource) -> tuple[pl.DataFrame, list[Unreadable], list[str]]:
     """Every document (sorted), every record set apart, and the positions of the documents."""
-    frames, rejects, positions = [], [], []
+    frames, rejects = [], []
+    positions: list[str] = []
     for batch in source.batches():
         frames.append(batch.frame)
         rejects += batch.unreadable

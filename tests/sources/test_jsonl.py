@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +14,10 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ladle.batch import SourceBatch, Unreadable
-from ladle.sources import SourceContext
+from ladle.batch import LinePositions, SourceBatch, Unreadable
+from ladle.sources import SourceContext, json_reader
 from ladle.sources.files import FileOptions, FileSource
-from ladle.sources.json_reader import read_jsonl
+from ladle.sources.json_reader import JsonOptions, read_jsonl
 
 
 def _read(base: Path, path: str, *, batch_size: int = 100, **options: Any) -> list[SourceBatch]:
@@ -171,9 +173,16 @@ def _jsonl(records: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
 
 
-def _read_bytes(content: bytes) -> SourceBatch:
+def _read_bytes(content: bytes, options: JsonOptions | None = None) -> SourceBatch:
     batches = list(
-        read_jsonl(io.BytesIO(content), "t", batch_size=10_000, encoding="utf-8", consumed=int)
+        read_jsonl(
+            io.BytesIO(content),
+            "t",
+            batch_size=10_000,
+            encoding="utf-8",
+            consumed=int,
+            options=options,
+        )
     )
     assert len(batches) == 1
     return batches[0]
@@ -245,6 +254,46 @@ def test_fast_and_line_by_line_roads_agree(records: list[dict[str, Any]]) -> Non
     assert _comparable(fast.frame) == _comparable(slow.frame)
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_batches_of_records())
+def test_declared_json_fields_read_the_same_on_both_roads(records: list[dict[str, Any]]) -> None:
+    """Fields declared `type: json` give the same text whichever road reads the
+    chunk (Polars, when it holds them as written, or line by line)."""
+    whole = JsonOptions(whole=frozenset(key for record in records for key in record))
+    fast = _read_bytes(_jsonl(records), whole)
+    slow = _read_bytes(_jsonl(records) + b"{not json\n", whole)
+    assert fast.unreadable == slow.unreadable[:-1]
+    assert fast.positions == slow.positions
+    # Column order may differ, as for flattened fields (Polars orders the keys it meets).
+    assert fast.frame.select(sorted(fast.frame.columns)).equals(
+        slow.frame.select(sorted(slow.frame.columns))
+    )
+
+
+def test_declared_json_list_is_read_by_polars(tmp_path: Path) -> None:
+    """A declared json field holding lists of text does not send its chunk line by line."""
+    content = b'{"id": 1, "tags": ["vpn", "\\u00e9"]}\n{"id": 2, "tags": null}\n{"id": 3}\n'
+    options = JsonOptions(whole=frozenset({"tags"}))
+    with _line_by_line_refused():
+        batch = _read_bytes(content, options)
+    assert batch.frame.rows() == [(1, '["vpn","\u00e9"]'), (2, None), (3, None)]
+
+
+@contextmanager
+def _line_by_line_refused() -> Iterator[None]:
+    """Fail the test if a chunk is read line by line."""
+    original = json_reader._parse_lines
+
+    def refuse(*args: Any, **kwargs: Any) -> SourceBatch:
+        raise AssertionError("the chunk was read line by line")
+
+    json_reader._parse_lines = refuse
+    try:
+        yield
+    finally:
+        json_reader._parse_lines = original
+
+
 _DEEP = (
     "invalid JSON: arrays and objects nest deeper than {limit} levels; "
     "if the data is meant to, raise the source's `max_depth:` (column {column})"
@@ -309,3 +358,14 @@ def test_declared_json_field_is_kept_whole(tmp_path: Path) -> None:
     context = SourceContext("things", 100, tmp_path, json_columns=frozenset({"p"}))
     [batch] = list(FileSource(FileOptions(type="file", path="t.jsonl"), context).batches())
     assert batch.frame.to_dicts() == [{"q__b": 2, "p": '{"a":1}'}, {"q__b": None, "p": "[1]"}]
+
+
+def test_positions_of_a_polars_read_chunk_are_spelled_when_asked() -> None:
+    """A chunk Polars reads keeps line numbers, not strings; each reads as `name:LINE`, blank
+    lines skipped, and a slice keeps its lines."""
+    batch = _read_bytes(b'{"a": 1}\n\n{"a": 2}\n{"a": 3}\n')
+    assert isinstance(batch.positions, LinePositions)
+    assert batch.positions == ["t:1", "t:3", "t:4"]
+    assert batch.positions[1] == "t:3"
+    assert batch.positions[1:] == ["t:3", "t:4"]
+    assert len(batch.positions) == batch.frame.height
