@@ -439,6 +439,8 @@ def _flatten_faithfully(
         return pl.DataFrame(height=frame.height)
     if not _numbers_survive(data, [leaf.values for leaf in found]):
         return None
+    if not _text_kept_its_spelling(data, found):
+        return None
     found += wholes
     checked = {f"c{i}": leaf for i, leaf in enumerate(found)}
     # A declared json field's text must not be a number or keyword Polars turned into text.
@@ -523,6 +525,38 @@ def _numbers_survive(data: bytes, columns: list[pl.Series]) -> bool:
     if not any(f is None or bool((f.abs() >= 2.0**53).any()) for f in floats):
         tokens = tokens.filter(tokens.str.contains("[.eE]"))
     return all(_survives(token) for token in tokens.unique().to_list())
+
+
+_NUMBER_SPELLED = r"^-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?$"
+"""A text value Polars may have made from a JSON number, when a column mixes both."""
+
+
+def _text_kept_its_spelling(data: bytes, found: list[Leaf]) -> bool:
+    """Whether no number in a text column was respelled by Polars.
+
+    Polars reads a column of strings and numbers as text, writing each number as its
+    double prints (``1.10`` as ``1.1``, ``1E2`` as ``100``, a long one rounded). Only a
+    text column holding number-like values is looked at, and only its key's unquoted
+    values in ``data``: integers within int64 keep their spelling, anything else sends the
+    chunk line by line, where numbers are read from their text.
+    """
+    text: pl.Series | None = None
+    for leaf in found:
+        if leaf.values.dtype != pl.String:
+            continue
+        if not leaf.values.str.contains(_NUMBER_SPELLED).any():
+            continue
+        key = json.dumps(leaf.path[-1])
+        if not key.isascii() or "\\" in key:  # spelled otherwise in data, maybe: doubt it
+            return False
+        if text is None:
+            text = pl.Series([data]).cast(pl.String)
+        unquoted = rf"{re.escape(key)}\s*:\s*(-?[0-9][-+.0-9eE]*)"
+        tokens = text.str.extract_all(unquoted).explode().drop_nulls()
+        values = tokens.str.extract(r":\s*(.*)$", 1).drop_nulls()
+        if not values.str.contains(r"^-?[0-9]{1,18}$").all():
+            return False
+    return True
 
 
 def _has_long_run(data: bytes) -> bool:

@@ -109,6 +109,27 @@ def test_one_float_among_big_ids_does_not_round_them(
     assert texts[-1] == f"{2**62 + 9_998}.0"
 
 
+def test_numbers_in_a_text_column_keep_their_spelling(
+    tmp_path: Path,
+    destination_url: str,
+    write_pipeline: Callable[[str], Path],
+    typed: Callable[[str], str],
+) -> None:
+    """A column of strings and numbers is text, and each number is its own text: not
+    respelled as a double prints it (1.10 stays 1.10, a long number keeps every digit)."""
+    records = [
+        '{"k": 1, "v": "x", "n": {"w": "y"}}',
+        '{"k": 2, "v": 12345678901234567890.5, "n": {"w": 2.50}}',
+        '{"k": 3, "v": 1.10, "n": {"w": -0.0}}',
+        '{"k": 4, "v": 123, "n": {"w": 7}}',
+    ]
+    counts = _run(tmp_path, write_pipeline, destination_url, records)
+    assert (counts.fetched, counts.inserted, counts.quarantined) == (4, 4, 0)
+    assert (typed("v"), typed("n__w")) == ("varchar", "varchar")
+    assert _texts(destination_url, "v") == ["x", "12345678901234567890.5", "1.10", "123"]
+    assert _texts(destination_url, "n__w") == ["y", "2.50", "-0.0", "7"]
+
+
 def test_integers_beyond_bigint_load_as_decimal_or_text(
     tmp_path: Path,
     destination_url: str,

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -369,3 +370,31 @@ def test_positions_of_a_polars_read_chunk_are_spelled_when_asked() -> None:
     assert batch.positions[1] == "t:3"
     assert batch.positions[1:] == ["t:3", "t:4"]
     assert len(batch.positions) == batch.frame.height
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=5),
+            st.integers(),
+            st.decimals(allow_nan=False, allow_infinity=False),
+            st.floats(allow_nan=False, allow_infinity=False),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_text_column_holds_each_number_as_written(values: list[Any]) -> None:
+    """Whatever mix of strings and numbers a column holds, a number that lands in a text
+    column reads back as the text it had in the file (an exponent as the same number)."""
+    lines = [f'{{"a": {json.dumps(v) if isinstance(v, str) else str(v)}}}' for v in values]
+    batch = _read_bytes("".join(line + "\n" for line in lines).encode())
+    read = batch.frame.get_column("a").to_list()
+    if batch.frame.schema["a"] != pl.String:
+        return  # all numbers: an exact numeric column, covered elsewhere
+    for value, got in zip(values, read, strict=True):
+        if isinstance(value, str) or "e" not in str(value).lower():
+            assert got == (value if isinstance(value, str) else str(value)), (values, read)
+        else:  # an exponent is spelled the one way Decimal does (1e+16 as 1E+16)
+            assert Decimal(got) == Decimal(str(value)), (values, read)
