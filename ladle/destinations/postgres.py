@@ -1,21 +1,21 @@
 """PostgreSQL destination: COPY in, one set-based statement to merge, exact counts.
 
-Batches become CSV in Polars (Rust, not per row in Python) and stream through one
-long-lived ``COPY … FROM STDIN`` whose writer thread sends while the next batch is
-parsed. A merge into an empty table copies straight into it (keys seen before in the
-load go to a TEMP staging table instead); otherwise everything is staged and merged
-with one ``INSERT … ON CONFLICT … DO UPDATE … WHERE … IS DISTINCT FROM …``, whose
-``RETURNING (xmax = 0)`` tells inserted from updated rows. Every identifier goes
-through ``psycopg.sql.Identifier``; every value is bound or COPYed.
+Batches go as binary COPY encoded from Arrow (or as CSV where a column cannot go
+exactly: :mod:`ladle.destinations.postgres_copy`) through one long-lived
+``COPY … FROM STDIN`` whose writer thread sends while the next batch is encoded. A
+merge into an empty table copies straight into it (keys seen before in the load go to
+a TEMP staging table instead); otherwise everything is staged and merged with one
+``INSERT … ON CONFLICT … DO UPDATE … WHERE … IS DISTINCT FROM …``, whose ``RETURNING
+(xmax = 0)`` tells inserted from updated rows. Every identifier goes through
+``psycopg.sql.Identifier``; every value is bound or COPYed.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -25,7 +25,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import polars as pl
 import psycopg
 from psycopg import sql
-from psycopg.copy import Copy, QueuedLibpqWriter
 from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -34,6 +33,7 @@ from ladle.config import WriteMode
 from ladle.destinations import Check, LoadCounts, LoadTarget, check_shrink, mask
 from ladle.destinations.evolve import TEXT, batch_types, evolve
 from ladle.destinations.keyset import KeySet, key_hashes
+from ladle.destinations.postgres_copy import CopyStream, wire_types
 from ladle.destinations.postgres_locks import (
     LockWatcher,
     Timeouts,
@@ -302,7 +302,9 @@ class PostgresLoad:
         self._staged_keys = {key: KeySet() for key in target.dedupe_keys}
         self._copied = 0
         self._staged = 0
-        self._copy = _CopyStream(conn)
+        self._copy = CopyStream(conn)
+        self._wire: dict[str, str] = {}
+        """The target's column types as PostgreSQL names them, for binary COPY."""
         self._timeouts = Timeouts.from_query([]) if watcher is None else watcher.timeouts
 
     # ------------------------------------------------------------ staging
@@ -332,10 +334,11 @@ class PostgresLoad:
                     for key, seen in self._staged_keys.items():
                         seen.add(key_hashes(frame, key))
                     stage = sql.Identifier(self._stage_name)
-                    self._copy.write(stage, [*columns, SEQ], frame)
+                    wire = {**self._wire, SEQ: "int8"}
+                    self._copy.write(stage, [*columns, SEQ], frame, wire)
                     self._staged += frame.height
                 else:
-                    self._copy.write(self._ident(self._write_into), columns, frame)
+                    self._copy.write(self._ident(self._write_into), columns, frame, self._wire)
                     self._copied += frame.height
 
     def _copy_new_keys(self, frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
@@ -347,7 +350,7 @@ class PostgresLoad:
         fresh = self._direct_keys.add(key_hashes(frame, self._target.primary_key))
         new_rows = frame.filter(fresh)
         if new_rows.height:
-            self._copy.write(self._ident(self._table), columns, new_rows)
+            self._copy.write(self._ident(self._table), columns, new_rows, self._wire)
             self._copied += new_rows.height
         return frame.filter(~fresh)
 
@@ -365,6 +368,7 @@ class PostgresLoad:
             self._create(types)
             existing = _columns(self._conn, self._schema, self._write_into)
         self._existing = dict(existing or {})
+        self._wire = wire_types(self._conn, self._ident(self._write_into))
         if self._merge:
             self._require_unique_key()
             self._direct = self._can_copy_directly()
@@ -469,6 +473,8 @@ class PostgresLoad:
                     )
                 )
             self._existing[column] = new
+        if plan.added or plan.widened:
+            self._wire = wire_types(self._conn, self._ident(self._write_into))
         return plan.frame
 
     def _stored_whole(self, column: str) -> int:
@@ -767,52 +773,6 @@ class PostgresLoad:
     def _execute(self, query: sql.SQL | sql.Composed, params: Sequence[Any] | None = None) -> Any:
         self._copy.close()
         return self._conn.execute(query, params)
-
-
-class _CopyStream:
-    """One ``COPY … FROM STDIN (FORMAT csv)`` kept open across batches of the same shape.
-
-    The queued writer sends from a thread, so Polars parses the next batch while the
-    server ingests this one. Any other statement on the connection closes the stream first.
-    """
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self._conn = conn
-        self._key: tuple[Any, ...] | None = None
-        self._context: AbstractContextManager[Copy] | None = None
-        self._copy: Copy | None = None
-        self._cursor: psycopg.Cursor[Any] | None = None
-
-    def write(self, table: sql.Identifier, columns: list[str], frame: pl.DataFrame) -> None:
-        key = (table.as_string(self._conn), tuple(columns))
-        if key != self._key:
-            self.close()
-            statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-                table, sql.SQL(", ").join(map(sql.Identifier, columns))
-            )
-            self._cursor = self._conn.cursor()
-            self._context = self._cursor.copy(statement, writer=QueuedLibpqWriter(self._cursor))
-            self._copy = self._context.__enter__()
-            self._key = key
-        assert self._copy is not None  # noqa: S101 - set just above
-        buffer = io.BytesIO()  # straight to bytes: no str to encode, a third faster
-        frame.select(columns).write_csv(buffer, include_header=False)
-        self._copy.write(buffer.getvalue())
-
-    def close(self) -> None:
-        """Finish the COPY (the server reports any bad row here)."""
-        if self._context is not None:
-            context, self._context, self._copy, self._key = self._context, None, None, None
-            context.__exit__(None, None, None)
-            if self._cursor is not None:
-                self._cursor.close()
-
-    def abort(self) -> None:
-        """Abandon the COPY after a failure; errors here are expected and ignored."""
-        if self._context is not None:
-            context, self._context, self._copy, self._key = self._context, None, None, None
-            with suppress(psycopg.Error):
-                context.__exit__(DestinationError, DestinationError("aborted"), None)
 
 
 # ---------------------------------------------------------------- shared helpers
