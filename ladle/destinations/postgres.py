@@ -843,16 +843,21 @@ def _message(exc: BaseException) -> str:
         return mask(re.sub(r"\s+", " ", str(exc)).strip())
     diag = exc.diag
     # A data exception quotes the value: `invalid input syntax for type bigint: "x"`.
-    if (exc.sqlstate or "").startswith("22"):
+    data_exception = (exc.sqlstate or "").startswith("22")
+    if data_exception:
         primary = re.sub(r'"[^"]*"', '"…"', primary)
     parts = [primary]
     if diag.message_detail:
         detail = re.sub(r"\)=\(.*\)", ")=(…)", diag.message_detail, flags=re.S)
+        if data_exception:  # `Token ""secret" is invalid.`: first quote to last
+            detail = re.sub(r'".*"', '"…"', detail, flags=re.S)
         detail = re.sub(r"(Failing row contains) \(.*\)", r"\1 (…)", detail, flags=re.S)
         parts.append(f"DETAIL: {detail}")
     if diag.context:
         row = re.compile(r'(COPY .+?, line \d+(?:, column [^:\n]+)?): ".*"\Z', re.S)
-        parts.append("CONTEXT: " + row.sub(r"\1", diag.context))
+        # JSON's parser adds the text it stopped in: `JSON data, line 1: {"card": "4111`.
+        context = re.sub(r"(JSON data, line \d+): .*", r"\1", diag.context)
+        parts.append("CONTEXT: " + row.sub(r"\1", context))
     return mask(re.sub(r"\s+", " ", " ".join(parts)).strip())
 
 

@@ -19,6 +19,7 @@ from ladle.config import WriteMode
 from ladle.destinations import LoadTarget, connect
 from ladle.destinations.postgres import PostgresDestination
 from ladle.destinations.postgres_copy import binary_frame, wire_types
+from ladle.errors import DestinationError
 from ladle.schema import parse_type
 
 DECLARED = {
@@ -208,3 +209,24 @@ def test_binary_only_where_every_value_goes_exactly(postgres_url: str) -> None:
             "c": "uuid",
             "d": "numeric",
         }
+
+
+@pytest.mark.parametrize("column", ["jsonb", "json"])
+def test_bad_json_names_the_line_not_the_text(
+    destination: PostgresDestination, column: str
+) -> None:
+    """JSON the server refuses fails the load at its COPY line and column, without the text."""
+    target = LoadTarget("p", "bad_json", WriteMode.APPEND, declared={"j": parse_type(column)})
+    load = destination.begin(target)
+    private = '{"card": "4111-1111-private'
+    load.stage(pl.DataFrame({"j": ["{}", private], SEQ: [0, 1]}))
+    try:
+        with pytest.raises(DestinationError) as info:
+            load.finish()  # the server reports a bad row when the COPY ends
+    finally:
+        load.rollback()
+    assert str(info.value) == (
+        "PostgreSQL error while loading 'bad_json': invalid input syntax for type json "
+        'DETAIL: Token "…" is invalid. CONTEXT: JSON data, line 1 COPY bad_json, line 2, '
+        "column j"
+    )
