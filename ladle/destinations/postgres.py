@@ -1,22 +1,22 @@
 """PostgreSQL destination: COPY in, one set-based statement to merge, exact counts.
 
-Batches become CSV in Polars (Rust, not per row in Python) and stream through one
-long-lived ``COPY … FROM STDIN`` whose writer thread sends while the next batch is
-parsed. A merge into an empty table copies straight into it (keys seen before in the
-load go to a TEMP staging table instead); otherwise everything is staged and merged
-with one ``INSERT … ON CONFLICT … DO UPDATE … WHERE … IS DISTINCT FROM …``, whose
-``RETURNING (xmax = 0)`` tells inserted from updated rows. Every identifier goes
-through ``psycopg.sql.Identifier``; every value is bound or COPYed.
+Batches go as binary COPY encoded from Arrow (or as CSV where a column cannot go
+exactly: :mod:`ladle.destinations.postgres_copy`) through one long-lived
+``COPY … FROM STDIN`` whose writer thread sends while the next batch is encoded. A
+merge into an empty table copies straight into it (keys seen before in the load go to
+a TEMP staging table instead); otherwise everything is staged and merged with one
+``INSERT … ON CONFLICT … DO UPDATE … WHERE … IS DISTINCT FROM …``, whose ``RETURNING
+(xmax = 0)`` tells inserted from updated rows. Every identifier goes through
+``psycopg.sql.Identifier``; every value is bound or COPYed.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -26,7 +26,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import polars as pl
 import psycopg
 from psycopg import sql
-from psycopg.copy import Copy, QueuedLibpqWriter
 from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -35,6 +34,7 @@ from ladle.config import WriteMode
 from ladle.destinations import Check, LoadCounts, LoadTarget, check_shrink, mask
 from ladle.destinations.evolve import TEXT, batch_types, evolve
 from ladle.destinations.keyset import KeySet, key_hashes
+from ladle.destinations.postgres_copy import CopyStream, wire_types
 from ladle.destinations.postgres_locks import (
     LockWatcher,
     Timeouts,
@@ -303,7 +303,9 @@ class PostgresLoad:
         self._staged_keys = {key: KeySet() for key in target.dedupe_keys}
         self._copied = 0
         self._staged = 0
-        self._copy = _CopyStream(conn)
+        self._copy = CopyStream(conn)
+        self._wire: dict[str, str] = {}
+        """The target's column types as PostgreSQL names them, for binary COPY."""
         self._timeouts = Timeouts.from_query([]) if watcher is None else watcher.timeouts
 
     # ------------------------------------------------------------ staging
@@ -333,10 +335,11 @@ class PostgresLoad:
                     for key, seen in self._staged_keys.items():
                         seen.add(key_hashes(frame, key))
                     stage = sql.Identifier(self._stage_name)
-                    self._copy.write(stage, [*columns, SEQ], frame)
+                    wire = {**self._wire, SEQ: "int8"}
+                    self._copy.write(stage, [*columns, SEQ], frame, wire)
                     self._staged += frame.height
                 else:
-                    self._copy.write(self._ident(self._write_into), columns, frame)
+                    self._copy.write(self._ident(self._write_into), columns, frame, self._wire)
                     self._copied += frame.height
 
     def _copy_new_keys(self, frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
@@ -348,7 +351,7 @@ class PostgresLoad:
         fresh = self._direct_keys.add(key_hashes(frame, self._target.primary_key))
         new_rows = frame.filter(fresh)
         if new_rows.height:
-            self._copy.write(self._ident(self._table), columns, new_rows)
+            self._copy.write(self._ident(self._table), columns, new_rows, self._wire)
             self._copied += new_rows.height
         return frame.filter(~fresh)
 
@@ -366,6 +369,7 @@ class PostgresLoad:
             self._create(types)
             existing = _columns(self._conn, self._schema, self._write_into)
         self._existing = dict(existing or {})
+        self._wire = wire_types(self._conn, self._ident(self._write_into))
         if self._merge:
             self._require_unique_key()
             self._direct = self._can_copy_directly()
@@ -470,6 +474,8 @@ class PostgresLoad:
                     )
                 )
             self._existing[column] = new
+        if plan.added or plan.widened:
+            self._wire = wire_types(self._conn, self._ident(self._write_into))
         return plan.frame
 
     def _stored_whole(self, column: str) -> int:
@@ -770,52 +776,6 @@ class PostgresLoad:
         return self._conn.execute(query, params)
 
 
-class _CopyStream:
-    """One ``COPY … FROM STDIN (FORMAT csv)`` kept open across batches of the same shape.
-
-    The queued writer sends from a thread, so Polars parses the next batch while the
-    server ingests this one. Any other statement on the connection closes the stream first.
-    """
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self._conn = conn
-        self._key: tuple[Any, ...] | None = None
-        self._context: AbstractContextManager[Copy] | None = None
-        self._copy: Copy | None = None
-        self._cursor: psycopg.Cursor[Any] | None = None
-
-    def write(self, table: sql.Identifier, columns: list[str], frame: pl.DataFrame) -> None:
-        key = (table.as_string(self._conn), tuple(columns))
-        if key != self._key:
-            self.close()
-            statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-                table, sql.SQL(", ").join(map(sql.Identifier, columns))
-            )
-            self._cursor = self._conn.cursor()
-            self._context = self._cursor.copy(statement, writer=QueuedLibpqWriter(self._cursor))
-            self._copy = self._context.__enter__()
-            self._key = key
-        assert self._copy is not None  # noqa: S101 - set just above
-        buffer = io.BytesIO()  # straight to bytes: no str to encode, a third faster
-        frame.select(columns).write_csv(buffer, include_header=False)
-        self._copy.write(buffer.getvalue())
-
-    def close(self) -> None:
-        """Finish the COPY (the server reports any bad row here)."""
-        if self._context is not None:
-            context, self._context, self._copy, self._key = self._context, None, None, None
-            context.__exit__(None, None, None)
-            if self._cursor is not None:
-                self._cursor.close()
-
-    def abort(self) -> None:
-        """Abandon the COPY after a failure; errors here are expected and ignored."""
-        if self._context is not None:
-            context, self._context, self._copy, self._key = self._context, None, None, None
-            with suppress(psycopg.Error):
-                context.__exit__(DestinationError, DestinationError("aborted"), None)
-
-
 # ---------------------------------------------------------------- shared helpers
 
 
@@ -884,16 +844,21 @@ def _message(exc: BaseException) -> str:
         return mask(re.sub(r"\s+", " ", str(exc)).strip())
     diag = exc.diag
     # A data exception quotes the value: `invalid input syntax for type bigint: "x"`.
-    if (exc.sqlstate or "").startswith("22"):
+    data_exception = (exc.sqlstate or "").startswith("22")
+    if data_exception:
         primary = re.sub(r'"[^"]*"', '"…"', primary)
     parts = [primary]
     if diag.message_detail:
         detail = re.sub(r"\)=\(.*\)", ")=(…)", diag.message_detail, flags=re.S)
+        if data_exception:  # `Token ""secret" is invalid.`: first quote to last
+            detail = re.sub(r'".*"', '"…"', detail, flags=re.S)
         detail = re.sub(r"(Failing row contains) \(.*\)", r"\1 (…)", detail, flags=re.S)
         parts.append(f"DETAIL: {detail}")
     if diag.context:
         row = re.compile(r'(COPY .+?, line \d+(?:, column [^:\n]+)?): ".*"\Z', re.S)
-        parts.append("CONTEXT: " + row.sub(r"\1", diag.context))
+        # JSON's parser adds the text it stopped in: `JSON data, line 1: {"card": "4111`.
+        context = re.sub(r"(JSON data, line \d+): .*", r"\1", diag.context)
+        parts.append("CONTEXT: " + row.sub(r"\1", context))
     return mask(re.sub(r"\s+", " ", " ".join(parts)).strip())
 
 
