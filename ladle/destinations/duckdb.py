@@ -1,9 +1,12 @@
 """DuckDB destination: the embedded default, a single local file.
 
-Batches go in through DuckDB's Arrow scan (no row-by-row inserts). A merge stages the
-load in a temporary table, removes duplicate keys there, then runs one UPDATE of the
-rows whose content changed and one INSERT of the new keys, so inserted / updated /
-unchanged are counted by the database, and unchanged rows are not rewritten.
+Batches go in through DuckDB's Arrow scan of the Polars frame (no row-by-row inserts, no
+copy on the way). A merge into an empty table inserts each row whose key is new to the
+load straight into it, and stages only the repeats; a merge into a table that holds rows
+stages the load, removes duplicate keys there, then runs one UPDATE of the rows whose
+content changed and one INSERT of the new keys (see :mod:`ladle.destinations.duckdb_merge`),
+so inserted / updated / unchanged are counted by the database, and unchanged rows are not
+rewritten.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ import structlog
 from ladle.batch import SEQ
 from ladle.config import WriteMode
 from ladle.destinations import Check, LoadCounts, LoadTarget, check_shrink, mask
+from ladle.destinations.duckdb_merge import Staged, dedupe, insert_staged, update_changed
 from ladle.destinations.evolve import batch_types, evolve
+from ladle.destinations.keyset import KeySet
 from ladle.destinations.references import empty_keys, key_lookup, typed_name
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
@@ -188,7 +193,8 @@ class DuckDBLoad:
         self._con = con
         self._target = target
         self._table = target.table
-        self._staging = target.write is WriteMode.MERGE or bool(target.dedupe_on)
+        self._merge = target.write is WriteMode.MERGE
+        self._staging = self._merge or bool(target.dedupe_on)
         self._stage_name = fit_name(f"_ladle_stage_{target.table}")
         self._write_into = (
             fit_name(f"{target.table}__ladle_new")
@@ -198,13 +204,21 @@ class DuckDBLoad:
         self._seen: list[str] = []
         self._prepared = False
         self._existing: dict[str, ColumnType] = {}
+        self._direct = False
+        """Merge into a table that was empty: rows with a key new to the load go straight in."""
+        self._direct_keys = KeySet()
+        self._staged_keys = {key: KeySet() for key in target.dedupe_keys}
+        self._keys_widened = False
+        """A key column changed type during the load: earlier key hashes no longer compare."""
+        self._copied = 0
         self._staged = 0
         con.begin()
 
     # ------------------------------------------------------------ staging
 
     def stage(self, frame: pl.DataFrame) -> None:
-        """Add a batch: evolve the table to fit it, then one Arrow insert."""
+        """Add a batch: evolve the table to fit it, then one Arrow insert (two on the direct
+        path when some keys repeat: new keys into the target, the rest into staging)."""
         if frame.height == 0:
             # Nothing to write (every record of the batch was quarantined); an empty batch
             # may lack the key columns, so it must not decide the table's shape either.
@@ -217,10 +231,51 @@ class DuckDBLoad:
             for column in types:
                 if column not in self._seen:
                     self._seen.append(column)
-            into = self._stage_name if self._staging else self._write_into
-            columns = [*types, SEQ] if self._staging else list(types)
-            _insert_frame(self._con, into, frame.select(columns))
-            self._staged += frame.height
+            # Only the batch's own columns are inserted: a later batch may lack a column an
+            # earlier one brought, and the insert fills the columns it is not given with NULL.
+            columns = list(types)
+            if self._direct:
+                frame = self._insert_new_keys(frame, columns)
+            if frame.height == 0:
+                return
+            if self._staging:
+                for key, seen in self._staged_keys.items():
+                    self._note_keys(seen, frame, key)
+                _insert_frame(self._con, self._stage_name, frame.select([*columns, SEQ]))
+                self._staged += frame.height
+            else:
+                _insert_frame(self._con, self._write_into, frame.select(columns))
+                self._copied += frame.height
+
+    def _insert_new_keys(self, frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+        """Direct path: insert the rows whose key is new to this load into the target;
+        return the rest, for staging. A hash collision only sends a row the staged way."""
+        fresh = self._note_keys(self._direct_keys, frame, self._target.primary_key)
+        if fresh is None or self._keys_widened:
+            return frame
+        if fresh.all():
+            _insert_frame(self._con, self._table, frame.select(columns))
+            self._copied += frame.height
+            return frame.clear()
+        new_rows = frame.filter(fresh)
+        if new_rows.height:
+            _insert_frame(self._con, self._table, new_rows.select(columns))
+            self._copied += new_rows.height
+        return frame.filter(~fresh)
+
+    def _note_keys(self, seen: KeySet, frame: pl.DataFrame, key: Sequence[str]) -> pl.Series | None:
+        """Add the batch's keys to ``seen``; a mask of the rows whose key was new to it.
+
+        Each key column is hashed as the table holds it, so that the same key reads alike
+        in every batch (1 as Int32 and as Int64, 1.5 at scale 1 and at scale 2). A batch
+        without a key column (or after a key column was widened) counts as a repeat: the
+        staged, always-correct way handles it."""
+        if self._keys_widened or any(k not in frame.columns for k in key):
+            seen.repeated = True
+            return None
+        typed = [pl.col(k).cast(self._existing[k].polars, strict=False) for k in key]
+        hashes = frame.select(pl.struct(typed).hash()).to_series()
+        return seen.add(hashes)
 
     def _prepare(self, types: Mapping[str, ColumnType | None]) -> None:
         """First batch: create the table (a fresh one for replace) and the staging table."""
@@ -232,6 +287,8 @@ class DuckDBLoad:
             self._create(self._write_into, types)
             existing = _columns(self._con, self._write_into)
         self._existing = dict(existing or {})
+        if self._merge:
+            self._direct = self._is_empty(self._table)
         if self._staging:
             # A regular table, not TEMP: DuckDB keeps temp tables in memory, while this one
             # spills to the file, so memory stays bounded. It never outlives the transaction.
@@ -240,6 +297,14 @@ class DuckDBLoad:
                 f"SELECT *, CAST(NULL AS BIGINT) AS {quote(SEQ)} FROM {quote(self._write_into)} "
                 "LIMIT 0"
             )
+
+    def _is_empty(self, table: str) -> bool:
+        """Whether ``table`` has no rows. Only this process can write the file, through this
+        one connection, so nothing can fill the table before the load commits."""
+        if self._target.dedupe_on not in ((), self._target.primary_key):
+            return False  # the dedupe's own key needs every row staged
+        row = self._con.execute(f"SELECT EXISTS (SELECT 1 FROM {quote(table)})").fetchone()
+        return not (row and row[0])
 
     def _create(self, table: str, types: Mapping[str, ColumnType | None]) -> None:
         # Only a merge table gets a PRIMARY KEY: append may legitimately repeat keys.
@@ -280,6 +345,8 @@ class DuckDBLoad:
     def _widen(self, column: str, old: ColumnType, new: ColumnType) -> None:
         # A double becomes a decimal through its shortest text, never its binary digits.
         value = f"CAST({quote(column)} AS VARCHAR)" if old.kind is Kind.DOUBLE else quote(column)
+        if any(column in key for key in [self._target.primary_key, *self._target.dedupe_keys]):
+            self._keys_widened = True
         for table in self._tables():
             key = _key_of(self._con, table)
             if column in key:
@@ -312,19 +379,43 @@ class DuckDBLoad:
         with _translated(f"merging into {self._table!r}"):
             if not self._prepared:
                 return self._finish_empty()
-            if not self._staging:
-                counts = LoadCounts(self._staged, 0, 0, 0)
-            else:
-                deduplicated = self._dedupe()
-                if self._target.write is WriteMode.MERGE:
-                    counts = self._merge(deduplicated)
+            counts = LoadCounts(self._copied, 0, 0, 0)
+            if self._staging:
+                staged = Staged(
+                    self._con, self._target, self._stage_name, self._write_into, self._seen
+                )
+                # A key no two staged rows share needs no dedupe pass.
+                keys = [k for k, seen in self._staged_keys.items() if seen.repeated]
+                deduplicated = dedupe(staged, keys)
+                if self._direct:
+                    counts = self._apply_repeats(staged, deduplicated)
+                elif self._merge:
+                    counts = self._merge_staged(staged, deduplicated)
                 else:
-                    inserted = self._insert_staged(only_new=False)
+                    inserted = insert_staged(staged, only_new=False)
                     counts = LoadCounts(inserted, 0, 0, deduplicated)
                 self._con.execute(f"DROP TABLE {quote(self._stage_name)}")
             if self._target.write is WriteMode.REPLACE:
                 self._swap(counts.inserted)
             return counts
+
+    def _apply_repeats(self, staged: Staged, deduplicated: int) -> LoadCounts:
+        """Direct path: a staged row's key was (but for a hash collision) inserted earlier in
+        this load, so it replaces that row or not by keep first/last, and is a duplicate
+        either way; a colliding new key is inserted."""
+        repeats = self._staged - deduplicated
+        inserted = 0
+        if repeats:
+            update_changed(staged, direct=True)
+            inserted = insert_staged(staged, only_new=True)
+        return LoadCounts(self._copied + inserted, 0, 0, deduplicated + repeats - inserted)
+
+    def _merge_staged(self, staged: Staged, deduplicated: int) -> LoadCounts:
+        """Staged path: one UPDATE of changed rows, one INSERT of new keys; the rest unchanged."""
+        rows = self._staged - deduplicated
+        updated = update_changed(staged, direct=False)
+        inserted = insert_staged(staged, only_new=True)
+        return LoadCounts(inserted, updated, rows - inserted - updated, deduplicated)
 
     def _swap(self, rows: int) -> None:
         """Replace: put the new table (``rows`` rows) in the old one's place, unless that
@@ -341,58 +432,6 @@ class DuckDBLoad:
             check_shrink(self._target, self._count(self._table), 0)
             self._con.execute(f"DELETE FROM {quote(self._table)}")
         return LoadCounts(0, 0, 0, 0)
-
-    def _dedupe(self) -> int:
-        """Delete all but one staged row per key (keep first/last by the order columns in turn,
-        then by place in the load); return how many went."""
-        removed = 0
-        for key in self._target.dedupe_keys:
-            # An order column no batch brought is null in every row: it orders nothing.
-            order_by = tuple(c for c in self._target.dedupe_order_by if c in self._seen)
-            order_by = order_by if key == self._target.dedupe_on else ()
-            keep = self._target.dedupe_keep if key == self._target.dedupe_on else "last"
-            direction = "DESC NULLS LAST" if keep == "last" else "ASC NULLS FIRST"
-            order = "".join(f"{quote(column)} {direction}, " for column in order_by)
-            seq_direction = "DESC" if keep == "last" else "ASC"
-            partition = ", ".join(quote(k) for k in key)
-            not_null = " AND ".join(f"{quote(k)} IS NOT NULL" for k in key)
-            result = self._con.execute(
-                f"DELETE FROM {quote(self._stage_name)} WHERE {quote(SEQ)} IN ("
-                f"SELECT {quote(SEQ)} FROM (SELECT {quote(SEQ)}, row_number() OVER ("
-                f"PARTITION BY {partition} ORDER BY {order}{quote(SEQ)} {seq_direction}) AS rn "
-                f"FROM {quote(self._stage_name)} WHERE {not_null}) WHERE rn > 1)"
-            ).fetchone()
-            removed += int(result[0]) if result else 0
-        return removed
-
-    def _merge(self, deduplicated: int) -> LoadCounts:
-        pk = self._target.primary_key
-        staged = self._count(self._stage_name)
-        values = [c for c in self._seen if c not in pk]
-        updated = 0
-        if values:
-            join = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in pk)
-            changed = " OR ".join(f"t.{quote(c)} IS DISTINCT FROM s.{quote(c)}" for c in values)
-            assign = ", ".join(f"{quote(c)} = s.{quote(c)}" for c in values)
-            result = self._con.execute(
-                f"UPDATE {quote(self._table)} AS t SET {assign} "
-                f"FROM {quote(self._stage_name)} AS s WHERE {join} AND ({changed})"
-            ).fetchone()
-            updated = int(result[0]) if result else 0
-        inserted = self._insert_staged(only_new=True)
-        return LoadCounts(inserted, updated, staged - inserted - updated, deduplicated)
-
-    def _insert_staged(self, *, only_new: bool) -> int:
-        names = ", ".join(quote(c) for c in self._seen)
-        sql = (
-            f"INSERT INTO {quote(self._write_into)} ({names}) "
-            f"SELECT {names} FROM {quote(self._stage_name)} AS s"
-        )
-        if only_new:
-            join = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in self._target.primary_key)
-            sql += f" WHERE NOT EXISTS (SELECT 1 FROM {quote(self._table)} AS t WHERE {join})"
-        result = self._con.execute(sql + f" ORDER BY s.{quote(SEQ)}").fetchone()
-        return int(result[0]) if result else 0
 
     def _count(self, table: str) -> int:
         result = self._con.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()
