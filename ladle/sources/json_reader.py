@@ -535,28 +535,27 @@ def _text_kept_its_spelling(data: bytes, found: list[Leaf]) -> bool:
     """Whether no number in a text column was respelled by Polars.
 
     Polars reads a column of strings and numbers as text, writing each number as its
-    double prints (``1.10`` as ``1.1``, ``1E2`` as ``100``, a long one rounded). Only a
-    text column holding number-like values is looked at, and only its key's unquoted
-    values in ``data``: integers within int64 keep their spelling, anything else sends the
-    chunk line by line, where numbers are read from their text.
+    double prints (``1.10`` as ``1.1``, ``1E2`` as ``100``, a long one rounded). Only text
+    columns holding number-like values are looked at, and only their keys' unquoted
+    values in ``data``, in one scan: integers within int64 keep their spelling, anything
+    else sends the chunk line by line, where numbers are read from their text.
     """
-    text: pl.Series | None = None
+    keys = []
     for leaf in found:
         if leaf.values.dtype != pl.String:
             continue
         if not leaf.values.str.contains(_NUMBER_SPELLED).any():
             continue
         key = json.dumps(leaf.path[-1])
-        if not key.isascii() or "\\" in key:  # spelled otherwise in data, maybe: doubt it
+        if "\\" in key:  # spelled otherwise in data, maybe (an escape): doubt it
             return False
-        if text is None:
-            text = pl.Series([data]).cast(pl.String)
-        unquoted = rf"{re.escape(key)}\s*:\s*(-?[0-9][-+.0-9eE]*)"
-        tokens = text.str.extract_all(unquoted).explode().drop_nulls()
-        values = tokens.str.extract(r":\s*(.*)$", 1).drop_nulls()
-        if not values.str.contains(r"^-?[0-9]{1,18}$").all():
-            return False
-    return True
+        keys.append(re.escape(key))
+    if not keys:
+        return True
+    unquoted = rf"(?:{'|'.join(dict.fromkeys(keys))})\s*:\s*-?[0-9][-+.0-9eE]*"
+    tokens = pl.Series([data]).cast(pl.String).str.extract_all(unquoted).explode()
+    values = tokens.drop_nulls().str.extract(r":\s*(.*)$", 1).drop_nulls()
+    return bool(values.str.contains(r"^-?[0-9]{1,18}$").all())
 
 
 def _has_long_run(data: bytes) -> bool:
