@@ -29,7 +29,7 @@ from ladle.config import WriteMode
 from ladle.destinations import Check, LoadCounts, LoadTarget, check_shrink, mask
 from ladle.destinations.duckdb_merge import Staged, dedupe, insert_staged, update_changed
 from ladle.destinations.evolve import batch_types, evolve
-from ladle.destinations.keyset import KeySet
+from ladle.destinations.keyset import KeySet, key_hashes
 from ladle.destinations.references import empty_keys, key_lookup, typed_name
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
@@ -273,9 +273,7 @@ class DuckDBLoad:
         if self._keys_widened or any(k not in frame.columns for k in key):
             seen.repeated = True
             return None
-        typed = [pl.col(k).cast(self._existing[k].polars, strict=False) for k in key]
-        hashes = frame.select(pl.struct(typed).hash()).to_series()
-        return seen.add(hashes)
+        return seen.add(key_hashes(frame, key, {k: self._existing[k].polars for k in key}))
 
     def _prepare(self, types: Mapping[str, ColumnType | None]) -> None:
         """First batch: create the table (a fresh one for replace) and the staging table."""

@@ -11,14 +11,23 @@ always-correct way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 
 
-def key_hashes(frame: pl.DataFrame, key: Sequence[str]) -> pl.Series:
-    """One 64-bit hash per row of the key columns (nulls hash too, consistently)."""
-    return frame.select(pl.struct(list(key)).hash().alias("h")).get_column("h")
+def key_hashes(
+    frame: pl.DataFrame, key: Sequence[str], stored: Mapping[str, pl.DataType] | None = None
+) -> pl.Series:
+    """One 64-bit hash per row of the key columns (nulls hash too, consistently).
+
+    With ``stored`` (the table's types of the key columns), each column is hashed as the
+    table holds it, so that the same key reads alike in every batch: 1 as Int32 and as
+    Int64, 1.5 at scale 1 and at scale 2.
+    """
+    stored = stored or {}
+    columns = [pl.col(k).cast(stored[k], strict=False) if k in stored else pl.col(k) for k in key]
+    return frame.select(pl.struct(columns).hash().alias("h")).get_column("h")
 
 
 class KeySet:

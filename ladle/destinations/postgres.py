@@ -301,6 +301,8 @@ class PostgresLoad:
         """Merge into a table that was empty: new keys are copied straight into it."""
         self._direct_keys = KeySet()
         self._staged_keys = {key: KeySet() for key in target.dedupe_keys}
+        self._keys_widened = False
+        """A key column changed type during the load: earlier key hashes no longer compare."""
         self._copied = 0
         self._staged = 0
         self._copy = CopyStream(conn)
@@ -333,7 +335,7 @@ class PostgresLoad:
             if frame.height:
                 if self._staging:
                     for key, seen in self._staged_keys.items():
-                        seen.add(key_hashes(frame, key))
+                        self._note_keys(seen, frame, key)
                     stage = sql.Identifier(self._stage_name)
                     wire = {**self._wire, SEQ: "int8"}
                     self._copy.write(stage, [*columns, SEQ], frame, wire)
@@ -348,12 +350,25 @@ class PostgresLoad:
         A key hash seen before (in this batch or an earlier one) sends the row to staging,
         where the merge applies keep first/last. A hash collision only costs a detour.
         """
-        fresh = self._direct_keys.add(key_hashes(frame, self._target.primary_key))
+        fresh = self._note_keys(self._direct_keys, frame, self._target.primary_key)
+        if fresh is None:
+            return frame
         new_rows = frame.filter(fresh)
         if new_rows.height:
             self._copy.write(self._ident(self._table), columns, new_rows, self._wire)
             self._copied += new_rows.height
         return frame.filter(~fresh)
+
+    def _note_keys(self, seen: KeySet, frame: pl.DataFrame, key: Sequence[str]) -> pl.Series | None:
+        """Add the batch's keys to ``seen``; a mask of the rows whose key was new to it.
+
+        Keys are hashed as the table holds them. A batch without a key column, or any
+        batch after a key column was widened (a bigint key that met a value past 2**63),
+        counts as a repeat and returns None: the staged, always-correct way handles it."""
+        if self._keys_widened or any(k not in frame.columns for k in key):
+            seen.repeated = True
+            return None
+        return seen.add(key_hashes(frame, key, {k: self._existing[k].polars for k in key}))
 
     def _prepare(self, types: Mapping[str, ColumnType | None]) -> None:
         """First batch: create the table (fresh for replace), decide the path, make staging."""
@@ -459,6 +474,8 @@ class PostgresLoad:
                     )
                 )
         for column, (old, new) in plan.widened.items():
+            if any(column in key for key in [self._target.primary_key, *self._target.dedupe_keys]):
+                self._keys_widened = True
             # A double becomes a decimal through its shortest text (float8 -> numeric keeps
             # only 15 digits).
             via = sql.SQL("::text") if old.kind is Kind.DOUBLE else sql.SQL("")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import polars as pl
@@ -235,3 +236,19 @@ def test_merge_keep_by_several_order_columns_across_batches(
     rows = {r["id"]: r["v"] for r in _rows(destination, "things")}
     expected = {1: "a1", 2: "b1", 3: "c1"} if keep == "first" else {1: "a2", 2: "b2", 3: "c2"}
     assert {k: rows[k] for k in (1, 2, 3)} == expected
+
+
+def test_merge_into_empty_table_survives_a_key_widened_mid_load(destination: Destination) -> None:
+    """An undeclared bigint key that meets a value past 2**63 in a later batch is widened;
+    the keys of earlier batches still match the same keys after it (1 repeats and is
+    deduplicated, not copied twice into the table and refused as a duplicate key)."""
+    target = LoadTarget("p", "widened", WriteMode.MERGE, ("id",), {})
+    wide = [Decimal(1), Decimal(2**64)]
+    load = destination.begin(target)
+    load.stage(_frame({"id": [1, 2], "v": ["a", "b"]}))
+    load.stage(_frame({"id": wide, "v": ["c", "d"]}, offset=2))
+    counts = load.finish()
+    load.commit()
+    assert counts == LoadCounts(inserted=3, updated=0, unchanged=0, deduplicated=1)
+    rows = destination.read("widened", {}, order_by=["id"]).to_dicts()
+    assert [(int(r["id"]), r["v"]) for r in rows] == [(1, "c"), (2, "b"), (2**64, "d")]
