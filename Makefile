@@ -27,7 +27,9 @@ test: lint chromium conformance
 	$(BIN)/pytest
 
 # Long fault-injection runs, left out of `make test` (pytest marker `faults`): a PostgreSQL
-# outage of many retry cycles, through a TCP proxy the test stops and restarts (about a minute).
+# outage of many retry cycles, through a TCP proxy the test stops and restarts (about a minute);
+# PostgreSQL's disk filling up under a run and under a worker (a tablespace on a tmpfs: run as
+# root, against a server on this machine).
 test-faults: $(STAMP)
 	$(BIN)/pytest -m faults -v
 

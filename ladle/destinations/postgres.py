@@ -842,7 +842,9 @@ def _what_happened(
             )
         return ": another session canceled the statement (pg_cancel_backend)", False
     if state.startswith("53"):
-        return ": the server is out of a resource (disk, memory or connections)", False
+        # Not the records' fault: a worker waits (space freed, connections released)
+        # rather than splitting its batch down to single entries it would dead-letter.
+        return ": the server is out of a resource (disk, memory or connections)", True
     lost = state.startswith("08") or state in _SHUTDOWN
     lost = lost or (not state and isinstance(exc, psycopg.OperationalError))
     if lost and "connect" not in doing:
