@@ -13,7 +13,7 @@ import resource as _rusage
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -46,6 +46,7 @@ from ladle.kinds import SOURCES, STEPS
 from ladle.ledger import FAILED, QUEUED, RUNNING, RUNS, SUCCEEDED, RunEntry
 from ladle.memory import MemoryGovernor
 from ladle.quarantine import rows_from_rejects, rows_from_unreadable
+from ladle.read_ahead import read_ahead
 from ladle.redact import mask
 from ladle.schema import MAX_NAME_BYTES, ColumnType, Kind, fit_name, normalize_name, snake_case
 from ladle.sources import Report, SharedResources, Source, SourceContext, StatefulSource
@@ -568,7 +569,7 @@ def _stream(
     counts = entry.counts
     seq = 0
     ready = 0
-    for read in source.batches():
+    for read in _batches(source, run):
         batch = plan.cursor.filter(read) if plan.cursor else read
         frame, quarantined, deduplicated = process_batch(res, steps, batch, names=names)
         counts.fetched += batch.fetched
@@ -588,6 +589,15 @@ def _stream(
         if isinstance(step, FinishingStep):
             entry.notes += step.finish()
     return ready
+
+
+def _batches(source: Source, run: _ResourceRun) -> Iterator[SourceBatch]:
+    """The source's batches, read one ahead on a second thread when the source allows it
+    (:mod:`ladle.read_ahead`). Not under ``memory_limit_mb``: there a batch is sized to
+    the limit as if it were alone, and reading ahead would hold two."""
+    if run.memory is None and getattr(source, "reads_ahead", False):
+        return read_ahead(source.batches())
+    return source.batches()
 
 
 def last_position(batch: SourceBatch) -> str | None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, ClassVar, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -161,6 +161,10 @@ class FileOptions(BaseModel):
 
 class FileSource:
     """Yield the records of every matching file, file after file, in sorted path order."""
+
+    reads_ahead: ClassVar[bool] = True
+    """Its next batch may be read on another thread (:mod:`ladle.read_ahead`): reading
+    touches only the files and this object, and each checkpoint is a value of its own."""
 
     def __init__(self, options: FileOptions, context: SourceContext) -> None:
         self.options = options

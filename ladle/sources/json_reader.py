@@ -65,6 +65,7 @@ from ladle.sources.json_scan import (
     line_problem,
     screen_lines,
 )
+from ladle.sources.json_typed import SchemaMemo
 
 _BOM = codecs.BOM_UTF8
 _KNOWN_KEYS = ("data", "items", "records", "results")
@@ -148,9 +149,10 @@ def read_jsonl(
     budget = budget or BatchBudget(batch_size)
     options = options or JsonOptions()
     before = consumed()
+    memo = SchemaMemo()
     for chunk in _chunks(stream, name, budget=budget, encoding=encoding, skip=skip):
         try:
-            batch = _parse_chunk(chunk, name, options)
+            batch = _parse_chunk(chunk, name, options, memo)
         except ColumnClash as exc:
             raise SourceError(str(exc), position=f"{name}:{chunk.first_line}") from exc
         now = consumed()
@@ -168,13 +170,17 @@ and 580 MB for 1.7 MB), so a chunk holding such a line is read line by line."""
 _EMPTY_OBJECT = re.compile(rb"\{[ \t\r]*\}")
 
 
-def _parse_chunk(chunk: _Chunk, name: str, options: JsonOptions) -> SourceBatch:
-    """The chunk in one Polars call when it is safe and faithful, else line by line."""
+def _parse_chunk(
+    chunk: _Chunk, name: str, options: JsonOptions, memo: SchemaMemo | None = None
+) -> SourceBatch:
+    """The chunk in one Polars call when it is safe and faithful, else line by line.
+
+    ``memo`` carries the schema of the file's last chunk to this one (a typed read)."""
     structure = screen_lines(chunk.lines, min(_FAST_DEPTH, options.max_depth))
     for offset in structure.suspects:
         _refuse_line(chunk, name, offset, options.max_depth)
     fast = not (structure.suspects or _EMPTY_OBJECT.search(structure.text))
-    if fast and (batch := _parse_fast(chunk, name, structure.text, options.whole)):
+    if fast and (batch := _parse_fast(chunk, name, structure.text, options.whole, memo)):
         return batch
     return _parse_lines(chunk, name, options)
 
@@ -280,15 +286,20 @@ def _decoded_chunk(texts: list[str], name: str, *, line_no: int, encoding: str) 
     return chunk
 
 
-def _parse_fast(chunk: _Chunk, name: str, data: bytes, whole: frozenset[str]) -> SourceBatch | None:
+def _parse_fast(
+    chunk: _Chunk, name: str, data: bytes, whole: frozenset[str], memo: SchemaMemo | None
+) -> SourceBatch | None:
     """The whole chunk (``data``: its lines joined) in one Polars call, or None when it needs
     reading line by line."""
     if chunk.undecodable:
         return None
-    try:
-        frame = _read_ndjson(chunk.lines, data)
-    except (pl.exceptions.PolarsError, pl.exceptions.PanicException):
-        return None  # a Polars bug on odd input must cost speed, not the run
+    frame = memo.read(data, len(chunk.lines)) if memo is not None else None
+    inferred = frame is None
+    if frame is None:
+        try:
+            frame = _read_ndjson(chunk.lines, data)
+        except (pl.exceptions.PolarsError, pl.exceptions.PanicException):
+            return None  # a Polars bug on odd input must cost speed, not the run
     rows: range | list[int] = range(len(chunk.lines))
     if frame.height != len(chunk.lines):
         rows = [i for i, line in enumerate(chunk.lines) if line.strip()]
@@ -297,6 +308,8 @@ def _parse_fast(chunk: _Chunk, name: str, data: bytes, whole: frozenset[str]) ->
     flat = _flatten_faithfully(frame, data, whole)
     if flat is None:
         return None
+    if memo is not None and inferred:
+        memo.remember(frame)
     positions: Sequence[str]
     if chunk.positions is None:
         first = chunk.first_line

@@ -115,6 +115,8 @@ def _cast(caster: Caster, values: pl.Series, target: ColumnType) -> tuple[pl.Ser
     if isinstance(caster, NumberCaster):
         return caster.cast(values)
     cast, failed = caster(values)
+    if not failed.any():  # the usual batch: no refusal to spell out
+        return cast, pl.DataFrame(schema=REFUSALS)
     rows = failed.fill_null(False).arg_true()
     written = values.gather(rows).to_frame("v").select(as_text(pl.col("v"), values.dtype))
     refusals = pl.DataFrame(

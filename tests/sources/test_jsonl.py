@@ -7,11 +7,13 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +21,7 @@ from ladle.batch import LinePositions, SourceBatch, Unreadable
 from ladle.sources import SourceContext, json_reader
 from ladle.sources.files import FileOptions, FileSource
 from ladle.sources.json_reader import JsonOptions, read_jsonl
+from ladle.sources.json_typed import SchemaMemo
 
 
 def _read(base: Path, path: str, *, batch_size: int = 100, **options: Any) -> list[SourceBatch]:
@@ -402,3 +405,125 @@ def test_a_text_column_holds_each_number_as_written(values: list[Any]) -> None:
             assert got == (value if isinstance(value, str) else str(value)), (values, read)
         else:  # an exponent is spelled the one way Decimal does (1e+16 as 1E+16)
             assert Decimal(got) == Decimal(str(value)), (values, read)
+
+
+# A chunk read with the schema of the chunk before it (ladle.sources.json_typed).
+
+
+def _typed(first: bytes, second: bytes) -> pl.DataFrame | None:
+    """``second`` read with the schema Polars inferred for ``first``; None: not taken."""
+    memo = SchemaMemo()
+    memo.remember(pl.read_ndjson(first, infer_schema_length=None))
+    return memo.read(second, second.count(b"\n"))
+
+
+def test_a_typed_read_is_taken_for_a_chunk_of_the_same_shape() -> None:
+    first = b'{"id":1,"s":"a","f":1.5,"b":true,"l":["x"]}\n'
+    second = b'{"id":2,"s":"b:\\"c\\":","f":2.5,"b":null}\n{"f":3.5,"id":3,"s":"c","l":[]}\n'
+    frame = _typed(first, second)
+    assert frame is not None
+    assert frame.to_dicts() == [
+        {"id": 2, "s": 'b:"c":', "f": 2.5, "b": None, "l": None},
+        {"id": 3, "s": "c", "f": 3.5, "b": None, "l": []},
+    ]
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        b'{"id":2,"new":"x"}\n',  # a key the schema does not name
+        b'{"id":2,"new":{"deep":1}}\n',
+        b'{"id":2, "new" : 5}\n',  # spaces around the colon
+        b'{"id":2,"new\\\\":5}\n',  # a key ending in an escaped backslash
+        b'{"id":2.5}\n',  # a value that does not fit
+        b'{"id":"2"}\n',
+    ],
+)
+def test_a_typed_read_that_would_lose_or_change_something_is_not_taken(second: bytes) -> None:
+    assert _typed(b'{"id":1}\n', second) is None
+
+
+def test_a_repeated_key_keeps_its_first_value_on_a_typed_read_too() -> None:
+    frame = _typed(b'{"id":1}\n', b'{"id":2,"id":3}\n')
+    assert frame is not None
+    assert frame.to_dicts() == [{"id": 2}]
+
+
+def test_a_key_new_in_a_later_chunk_is_kept(tmp_path: Path) -> None:
+    """Batches of one line: the third line's new field reaches its batch."""
+    batches = _read_bytes_batches(b'{"id":1}\n{"id":2}\n{"id":3,"extra":"x"}\n', 1)
+    assert batches[-1].frame.to_dicts() == [{"id": 3, "extra": "x"}]
+
+
+def _read_bytes_batches(content: bytes, batch_size: int) -> list[SourceBatch]:
+    return list(
+        read_jsonl(io.BytesIO(content), "t", batch_size=batch_size, encoding="utf-8", consumed=int)
+    )
+
+
+_FLAT_KIND = st.sampled_from(
+    [
+        _INT,
+        _FLOAT,
+        st.booleans(),
+        _TEXT,
+        st.lists(_INT, max_size=3),
+        st.lists(_TEXT, max_size=3),
+        _INT | _TEXT,
+        st.booleans() | _TEXT,
+        _INT | _FLOAT,
+    ]
+)
+
+
+def _mostly(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``values``, null one time in ten."""
+    return st.integers(0, 9).flatmap(lambda i: st.none() if i == 0 else values)
+
+
+@st.composite
+def _two_chunks(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Two chunks of one shape (fields of flat kinds), the second sometimes with a field
+    of any kind the first never had: what a typed read meets."""
+    kinds = draw(st.dictionaries(_FIELD_NAMES, _FLAT_KIND, min_size=1, max_size=4))
+    size = draw(st.integers(min_value=1, max_value=5))
+
+    def chunk(fields: dict[str, st.SearchStrategy[Any]]) -> list[dict[str, Any]]:
+        return [
+            {key: draw(_mostly(fields[key])) for key in draw(st.permutations(sorted(fields)))}
+            for _ in range(size)
+        ]
+
+    first = chunk(kinds)
+    extra = draw(st.dictionaries(_FIELD_NAMES, _KIND, max_size=1))
+    return first, chunk({**kinds, **extra})
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_two_chunks() | st.tuples(_batches_of_records(), _batches_of_records()))
+def test_a_chunk_after_another_reads_as_it_does_alone(
+    chunks: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+) -> None:
+    """Whether or not the typed read is taken, the second chunk holds the fields, values
+    and positions it holds read line by line (in the types of the schema it was read
+    with: a number in a column that was text is its text)."""
+    first, second = chunks
+    size = min(len(first), len(second))
+    first, second = first[:size], second[:size]
+    batches = _read_bytes_batches(_jsonl(first) + _jsonl(second), size)
+    alone = _read_bytes(_jsonl(second) + b"{not json\n")
+    if not alone.frame.height:
+        return  # no batch: nothing was read the fast way
+    later = batches[-1]
+    shift = [replace(u, position=_shifted(u.position, size)) for u in alone.unreadable[:-1]]
+    assert later.unreadable == shift
+    assert list(later.positions) == [_shifted(p, size) for p in alone.positions]
+    assert sorted(later.frame.columns) == sorted(alone.frame.columns)
+    types = later.frame.schema
+    same = pl.DataFrame([alone.frame.get_column(name).cast(types[name]) for name in types])
+    assert _comparable(later.frame) == _comparable(same)
+
+
+def _shifted(position: str, lines: int) -> str:
+    name, line = position.rsplit(":", 1)
+    return f"{name}:{int(line) + lines}"
