@@ -6,15 +6,17 @@ exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -22,21 +24,22 @@ from rich.markup import escape
 from rich.progress import Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ladle import log
+from ladle import log, terminal, views
 from ladle.batch import Counts
 from ladle.config import read_outline, read_target
 from ladle.destinations import Destination, connect, default_url
 from ladle.errors import LadleError
-from ladle.ledger import RUNS, display_status
+from ladle.ledger import RUNS
 from ladle.pipeline import Pipeline, ResourceResult, RunObserver, RunOptions, RunSummary
-from ladle.quarantine import QUARANTINE, first_positions, in_position_order
+from ladle.quarantine import QUARANTINE, in_position_order
 from ladle.redact import mask
 from ladle.sources import Report
 
-if TYPE_CHECKING:
-    from ladle.status import StatusReport
-
 F = TypeVar("F", bound=Callable[..., Any])
+_DESTINATION_HELP = "Destination URL (default: the pipeline file's)."
+_wide_option = click.option(
+    "--wide", is_flag=True, help="Every column, however wide (default: what fits the terminal)."
+)
 # Off a terminal (CI logs, pipes) tables get room rather than the default 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -56,7 +59,7 @@ def _errors() -> Iterator[None]:
         sys.exit(1)
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ladle")
 def main() -> None:
     """ladle: load files, databases, APIs and streams into PostgreSQL or DuckDB, accounted for."""
@@ -90,7 +93,7 @@ class _ProgressObserver:
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--resource", "resources", multiple=True, help="Only this resource (repeatable).")
-@click.option("--destination", help="Destination URL, overriding the pipeline file's.")
+@click.option("--destination", help=_DESTINATION_HELP)
 @click.option("--full-refresh", is_flag=True, help="Ignore stored state and load everything.")
 @click.option("--dry-run", is_flag=True, help="Read, check and transform; write nothing.")
 @click.option(
@@ -103,6 +106,7 @@ class _ProgressObserver:
     is_flag=True,
     help="Let write: replace remove any share of a table's rows (default limit: half).",
 )
+@_wide_option
 def run(
     *,
     file: Path,
@@ -112,6 +116,7 @@ def run(
     dry_run: bool,
     strict: bool,
     allow_shrink: bool,
+    wide: bool,
 ) -> None:
     """Run the pipeline FILE: load every resource and print the ledger's counts."""
     log.configure(json=not _interactive())
@@ -137,43 +142,17 @@ def run(
                 summary = pipeline.run(options, observer)
         else:
             summary = pipeline.run(options)
-    _print_summary(summary)
+    _print_summary(summary, wide=wide)
     if not summary.ok:
         sys.exit(1)
 
 
-def _print_summary(summary: RunSummary) -> None:
+def _print_summary(summary: RunSummary, *, wide: bool = False) -> None:
     title = f"{summary.pipeline} → {summary.destination}  (run {summary.run_id})"
     if summary.dry_run:
         title += "  [dry run: nothing written]"
-    table = Table(title=title, title_justify="left")
-    for name in ("resource", "table", "status", "fetched", "inserted", "updated", "unchanged"):
-        table.add_column(
-            name, justify="right" if name not in ("resource", "table", "status") else "left"
-        )
-    # A failed resource shows what committed; the rest of what it fetched was rolled back.
-    rolled_back = any(r.counts.rolled_back for r in summary.resources)
-    extra = ("rolled back",) if rolled_back else ()
-    for name in ("deduplicated", "quarantined", *extra, "quality", "seconds"):
-        table.add_column(name, justify="right")
-    for r in summary.resources:
-        c = r.counts
-        style = "green" if r.status == "succeeded" else "red"
-        table.add_row(
-            escape(r.resource),
-            escape(r.table),
-            f"[{style}]{r.status}[/{style}]",
-            f"{c.fetched:,}",
-            f"{c.inserted:,}",
-            f"{c.updated:,}",
-            f"{c.unchanged:,}",
-            f"{c.deduplicated:,}",
-            f"{c.quarantined:,}",
-            *((f"{c.rolled_back:,}",) if rolled_back else ()),
-            "-" if r.quality is None or r.status != "succeeded" else f"{r.quality:.1%}",
-            f"{r.seconds:.2f}",
-        )
-    out.print(table)
+    rows = views.summary_rows(summary)
+    terminal.print_table(views.summary_columns(rows), rows, title=title, wide=wide)
     for r in summary.resources:
         for report in r.reports:
             _print_report(r.resource, report)
@@ -223,7 +202,7 @@ def validate(file: Path) -> None:
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--destination", help="Destination URL, overriding the pipeline file's.")
+@click.option("--destination", help=_DESTINATION_HELP)
 def check(file: Path, destination: str | None) -> None:
     """Check what FILE points at: inputs, destination, and every SQL expression on a sample.
 
@@ -253,7 +232,7 @@ def check(file: Path, destination: str | None) -> None:
 
 
 def _destination_options(func: F) -> F:
-    func = click.option("--destination", help="Destination URL (default: the pipeline's).")(func)
+    func = click.option("--destination", help=_DESTINATION_HELP)(func)
     func = click.option("--pipeline", "pipeline_name", help="Pipeline name (default: FILE's).")(
         func
     )
@@ -263,7 +242,11 @@ def _destination_options(func: F) -> F:
 
 
 def _open(
-    file: Path | None, pipeline_name: str | None, destination: str | None
+    file: Path | None,
+    pipeline_name: str | None,
+    destination: str | None,
+    *,
+    read_only: bool = False,
 ) -> tuple[Destination, str | None]:
     name = pipeline_name
     url = destination
@@ -276,61 +259,53 @@ def _open(
         if name is None:
             raise click.UsageError("give a pipeline FILE, --pipeline NAME or --destination URL")
         url = default_url(name)
-    return connect(url), name
+    return connect(url, read_only=read_only), name
 
 
-_COUNTS = ("fetched", "inserted", "updated", "unchanged", "deduplicated", "quarantined")
+_json_lines_option = click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per line, for scripts."
+)
 
 
 @main.command()
 @_destination_options
 @click.option("--last", default=20, show_default=True, help="How many runs to show.")
-def runs(file: Path | None, pipeline_name: str | None, destination: str | None, last: int) -> None:
-    """Show the run ledger: one row per resource per run, newest first."""
+@_json_lines_option
+@_wide_option
+def runs(
+    *,
+    file: Path | None,
+    pipeline_name: str | None,
+    destination: str | None,
+    last: int,
+    as_json: bool,
+    wide: bool,
+) -> None:
+    """Show the run ledger of the last runs, newest first: one row per resource per run."""
     with _errors():
-        dest, name = _open(file, pipeline_name, destination)
+        dest, name = _open(file, pipeline_name, destination, read_only=True)
         try:
-            where = {"pipeline": name} if name else {}
-            rows = dest.read(RUNS.name, where, order_by=["-started_at", "resource"], limit=last)
+            rows = views.ledger_rows(dest.recent_runs(name, last))
         finally:
             dest.close()
-    table = Table(title=f"runs in {dest.url}", title_justify="left")
-    headers = ("run", "resource", "status", "fetched", "inserted", "updated", "unchanged")
-    for h in (*headers, "dedup", "quarant.", "rolled b.", "started (UTC)", "secs", "error"):
-        numeric = h not in ("run", "resource", "status", "started (UTC)", "error")
-        table.add_column(h, overflow="fold", justify="right" if numeric else "left")
-    for row in rows.iter_rows(named=True):
-        status = display_status(row["status"], row["host"], row["pid"])
-        style = {"succeeded": "green", "failed": "red", "died": "red"}.get(status, "yellow")
-        secs = (
-            f"{(row['finished_at'] - row['started_at']).total_seconds():.2f}"
-            if row["finished_at"]
-            else ""
-        )
-        replay_of = f" (replay of {row['replay_of']})" if row.get("replay_of") else ""
-        table.add_row(
-            row["run_id"] + replay_of,
-            escape(row["resource"]),
-            f"[{style}]{status}[/{style}]",
-            *(f"{row[k]:,}" for k in _COUNTS),
-            f"{row.get('rolled_back') or 0:,}",
-            row["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
-            secs,
-            escape(mask(row["error"] or "")[:200]),
-        )
-    out.print(table)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    terminal.print_table(views.RUN_COLUMNS, rows, title=f"runs in {dest.url}", wide=wide)
 
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--destination", help="Destination URL (default: the pipeline's).")
+@click.option("--destination", help=_DESTINATION_HELP)
 @click.option(
     "--json/--table",
     "as_json",
     default=None,
     help="JSON, or a table (default: a table on a terminal, JSON otherwise).",
 )
-def status(file: Path, destination: str | None, as_json: bool | None) -> None:
+@_wide_option
+def status(file: Path, destination: str | None, as_json: bool | None, wide: bool) -> None:
     """Per resource: the last successful load, its age and freshness; exit 1 if one is stale.
 
     Stale means past `error_after`, or never loaded while `error_after` is set; past
@@ -341,7 +316,8 @@ def status(file: Path, destination: str | None, as_json: bool | None) -> None:
     with _errors():
         # Name, destination, tables and freshness only: no source secret is needed.
         outline = read_outline(file)
-        dest = connect(destination or outline.destination or default_url(outline.name))
+        url = destination or outline.destination or default_url(outline.name)
+        dest = connect(url, read_only=True)
         try:
             report = check_status(outline, dest)
         finally:
@@ -349,7 +325,9 @@ def status(file: Path, destination: str | None, as_json: bool | None) -> None:
     if as_json if as_json is not None else not sys.stdout.isatty():
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
-        _print_status(report)
+        title = f"{report.pipeline} in {report.destination}"
+        rows = views.status_rows(report.to_json())
+        terminal.print_table(views.STATUS_COLUMNS, rows, title=title, wide=wide)
     for res in report.resources:
         problem = res.problem()
         if problem is not None:
@@ -357,34 +335,6 @@ def status(file: Path, destination: str | None, as_json: bool | None) -> None:
             err.print(f"{label} {escape(problem)}")
     if not report.ok:
         sys.exit(1)
-
-
-def _print_status(report: StatusReport) -> None:
-    from ladle.status import format_age
-
-    table = Table(title=f"{report.pipeline} in {report.destination}", title_justify="left")
-    headers = ("resource", "table", "last load (UTC)", "run", "age", "rows", "fetched")
-    for h in (*headers, "latest run", "freshness", "thresholds"):
-        numeric = h in ("rows", "fetched")
-        table.add_column(h, overflow="fold", justify="right" if numeric else "left")
-    styles = {"ok": "green", "warn": "yellow", "error": "red"}
-    for r in report.resources:
-        shown = r.to_json()
-        limits = [f"{k[:-6]} {shown[k]}" for k in ("warn_after", "error_after") if shown[k]]
-        style = styles[r.level]
-        table.add_row(
-            escape(r.resource),
-            escape(r.table),
-            r.last_success_at.strftime("%Y-%m-%d %H:%M:%S") if r.last_success_at else "never",
-            r.last_run_id or "",
-            format_age(r.age) if r.age is not None else "",
-            f"{r.rows:,}" if r.rows is not None else "",
-            f"{r.fetched:,}" if r.fetched is not None else "",
-            r.latest_status or "",
-            f"[{style}]{r.verdict}[/{style}]",
-            ", ".join(limits) or "-",
-        )
-    out.print(table)
 
 
 @main.group()
@@ -395,38 +345,29 @@ def quarantine() -> None:
 @quarantine.command("list")
 @_destination_options
 @click.option("--run", "run_id", help="Only this run.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@_json_lines_option
+@_wide_option
 def quarantine_list(
+    *,
     file: Path | None,
     pipeline_name: str | None,
     destination: str | None,
     run_id: str | None,
     as_json: bool,
+    wide: bool,
 ) -> None:
-    """Count quarantined records per run and resource, with the first position of each."""
+    """Count quarantined records per run and resource: the first position, errors by rule."""
     with _errors():
-        dest, name = _open(file, pipeline_name, destination)
+        dest, name = _open(file, pipeline_name, destination, read_only=True)
         try:
-            where = {k: v for k, v in (("pipeline", name), ("run_id", run_id)) if v}
-            rows = dest.read(QUARANTINE.name, where, order_by=["quarantined_at", "resource"])
+            groups = dest.quarantine_summary(pipeline=name, run_id=run_id)
         finally:
             dest.close()
-    groups = first_positions(rows)
     if as_json:
         for group in groups:
             click.echo(json.dumps(group))
         return
-    table = Table(title="quarantine", title_justify="left")
-    for h in ("run", "resource", "records", "first position"):
-        table.add_column(h)
-    for group in groups:
-        table.add_row(
-            group["run_id"],
-            escape(group["resource"]),
-            f"{group['records']:,}",
-            escape(group["first_position"]),
-        )
-    out.print(table)
+    terminal.print_table(views.QUARANTINE_COLUMNS, groups, title="quarantine", wide=wide)
 
 
 @quarantine.command("show")
@@ -448,8 +389,10 @@ def quarantine_show(
     """Show the quarantined records of RUN_ID by resource, then file and line: position,
     errors and raw record."""
     with _errors():
-        dest, _ = _open(file, pipeline_name, destination)
+        dest, _ = _open(file, pipeline_name, destination, read_only=True)
         try:
+            if dest.read(RUNS.name, {"run_id": run_id}, limit=1).height == 0:
+                raise LadleError(f"no run {run_id!r} in {dest.url}; `ladle runs` lists the runs")
             where = {"run_id": run_id, **({"resource": resource} if resource else {})}
             # Every row, then ordered here: the database would put `:12514` before `:2`.
             rows = in_position_order(dest.read(QUARANTINE.name, where))
@@ -480,9 +423,10 @@ def quarantine_show(
 @click.argument("run_id")
 @click.argument("file", default="pipeline.yaml", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--resource", help="Only this resource's records.")
-@click.option("--destination", help="Destination URL, overriding the pipeline file's.")
+@click.option("--destination", help=_DESTINATION_HELP)
+@_wide_option
 def quarantine_replay(
-    *, run_id: str, file: Path, resource: str | None, destination: str | None
+    *, run_id: str, file: Path, resource: str | None, destination: str | None, wide: bool
 ) -> None:
     """Re-run RUN_ID's quarantined records through FILE's current steps; load those that pass."""
     from ladle.replay import replay
@@ -491,7 +435,7 @@ def quarantine_replay(
     with _errors():
         pipeline = Pipeline.from_yaml(file, destination=destination)
         summary = replay(pipeline, run_id, resource=resource, destination=destination)
-    _print_summary(summary)
+    _print_summary(summary, wide=wide)
     if not summary.ok:
         sys.exit(1)
 
@@ -530,8 +474,23 @@ def serve(file: Path, host: str, port: int) -> None:
     with _errors():
         token = ingest_token_from_env()
         app = create_app(Pipeline.from_yaml(file), token=token, metrics=Metrics())
+        _require_free_port(host, port)
     # The app logs each request itself, without the query string (it may hold a token).
     uvicorn.run(app, host=host, port=port, access_log=False)
+
+
+def _require_free_port(host: str, port: int) -> None:
+    """Fail in one line, before uvicorn logs its traceback, if another process has the port."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # As uvicorn binds: a port left in TIME_WAIT is free, one being listened on is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise LadleError(f"port {port} is in use; choose another with --port") from exc
+            raise
 
 
 # ------------------------------------------------------------------ ui
@@ -541,7 +500,7 @@ def serve(file: Path, host: str, port: int) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8050, show_default=True, help="Port to listen on.")
-@click.option("--destination", help="Destination URL, overriding the pipeline file's.")
+@click.option("--destination", help=_DESTINATION_HELP)
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a browser.")
 def ui(file: Path, host: str, port: int, destination: str | None, open_browser: bool) -> None:
     """Serve the run-history page of FILE: runs, a chart, run details, quarantine, replay."""
@@ -552,7 +511,10 @@ def ui(file: Path, host: str, port: int, destination: str | None, open_browser: 
     log.configure(json=not _interactive())
     with _errors():
         pipeline = Pipeline.from_yaml(file, destination=destination)
+        # The pages only look until someone replays: nothing to look at is said here, once.
+        connect(pipeline.destination_url(destination), read_only=True).close()
         app = create_ui_app(pipeline, destination=destination, token=ui_token_from_env())
+        _require_free_port(host, port)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"  # noqa: S104
     err.print(f"ladle ui: {url}")
     if open_browser:
@@ -573,7 +535,7 @@ def ui(file: Path, host: str, port: int, destination: str | None, open_browser: 
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--resource", "resource", help="The redis_stream resource (if the file has several).")
 @click.option("--consumer", help="This worker's name in the group (default host-pid).")
-@click.option("--destination", help="Override the pipeline's destination URL.")
+@click.option("--destination", help=_DESTINATION_HELP)
 @click.option("--batch-size", type=int, help="Entries per read (default the resource's).")
 @click.option("--metrics-port", type=int, help="Serve /metrics and /health on this port.")
 @click.option(

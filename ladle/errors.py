@@ -9,6 +9,7 @@ conditions that stop a run (or stop it before it starts)::
     ├── SchemaConflict     table, column, existing and new type: raised before any write
     ├── StepError          a step's configuration cannot be applied to the data
     └── DestinationError   wraps the driver error (``raise ... from exc``)
+        └── NoLedger       a command that only reads found no database file to read
 
 Each class says whether retrying could help through ``transient``.
 """
@@ -75,3 +76,8 @@ class DestinationError(LadleError):
 
 class ShrinkRefused(DestinationError):
     """A replace refused before its swap; its message already says nothing was changed."""
+
+
+class NoLedger(DestinationError):
+    """A read-only command (``runs``, ``status``, ``quarantine``, ``ui``) found no DuckDB
+    file: nothing has run there yet, and looking must not create the file."""

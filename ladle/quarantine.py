@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import polars as pl
@@ -114,19 +114,41 @@ def in_position_order(rows: pl.DataFrame) -> pl.DataFrame:
     return rows[sorted(range(rows.height), key=keys.__getitem__)]
 
 
-def first_positions(rows: pl.DataFrame) -> list[dict[str, Any]]:
-    """Per run and resource (in the order the rows come): how many records, and the first
-    position in :func:`position_key` order (what ``ladle quarantine list`` shows)."""
+SHAPE_SQL = "regexp_replace(position, '[0-9]', '#', 'g')"
+"""A position with each digit as ``#``. Within one shape, digit runs line up and have equal
+lengths, so the smallest position as text is the first in :func:`position_key` order: the
+database finds it per shape, and :func:`summarize` picks among a handful of shapes."""
+
+
+def summarize(
+    shapes: Iterable[tuple[str, str, int, str, Any]], reasons: Iterable[tuple[str, str, str, int]]
+) -> list[dict[str, Any]]:
+    """What ``ladle quarantine list`` shows, per run and resource: how many records, the first
+    position in :func:`position_key` order, and how many errors each ``field: rule`` made.
+
+    ``shapes`` holds (run, resource, records, smallest position, first quarantined at) per
+    :data:`SHAPE_SQL` shape, ``reasons`` (run, resource, reason, errors), both counted by
+    the database; the groups come in the order they were first quarantined.
+    """
     groups: dict[tuple[str, str], dict[str, Any]] = {}
-    for run_id, resource, position in rows.select("run_id", "resource", "position").iter_rows():
+    first_at: dict[tuple[str, str], Any] = {}
+    for run_id, resource, records, position, at in shapes:
+        key = (run_id, resource)
         group = groups.setdefault(
-            (run_id, resource),
+            key,
             {"run_id": run_id, "resource": resource, "records": 0, "first_position": position},
         )
-        group["records"] += 1
+        group["records"] += int(records)
         if position_key(position) < position_key(group["first_position"]):
             group["first_position"] = position
-    return list(groups.values())
+        first_at[key] = at if key not in first_at else min(first_at[key], at)
+    for group in groups.values():
+        group["reasons"] = {}
+    for run_id, resource, reason, count in sorted(reasons, key=lambda r: (-int(r[3]), r[2])):
+        if (run_id, resource) in groups:
+            groups[run_id, resource]["reasons"][reason] = int(count)
+    order = sorted(groups, key=lambda key: (first_at[key], key[1]))
+    return [groups[key] for key in order]
 
 
 def _empty() -> pl.DataFrame:

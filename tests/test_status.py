@@ -195,6 +195,7 @@ def test_status_destination_option_and_no_freshness(
     path = write_pipeline(
         "pipeline: shop\nresources:\n  orders:\n    source: {type: file, path: o.jsonl}\n"
     )
+    connect(duckdb_url).close()  # an empty ledger (no file at all is an error: test_cli.py)
     result = CliRunner().invoke(main, ["status", str(path), "--destination", duckdb_url])
     assert result.exit_code == 0, result.output
     assert result.stderr == ""

@@ -147,6 +147,18 @@ class Destination(Protocol):
         """Rows of a table (the ledger, quarantine, state, or data) matching ``where``."""
         ...
 
+    def recent_runs(self, pipeline: str | None, last_n_runs: int) -> pl.DataFrame:
+        """The ledger rows of the newest ``last_n_runs`` runs (every resource of each), of
+        ``pipeline`` if given: newest run first."""
+        ...
+
+    def quarantine_summary(
+        self, *, pipeline: str | None = None, run_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Per run and resource: ``records``, ``first_position`` and ``reasons`` (errors by
+        ``field: rule``), aggregated by the database (see :func:`ladle.quarantine.summarize`)."""
+        ...
+
     def read_state(self, pipeline: str, resource: str) -> dict[str, Any]:
         """The resource's ``_ladle_state`` entries by key, values decoded from JSON."""
         ...
@@ -187,18 +199,26 @@ a DuckDB run never imports psycopg."""
 
 
 def connect(
-    url: str, *, base_dir: Path | None = None, memory_limit_mb: int | None = None
+    url: str,
+    *,
+    base_dir: Path | None = None,
+    memory_limit_mb: int | None = None,
+    read_only: bool = False,
 ) -> Destination:
     """Open the destination a URL names (``duckdb:///file.duckdb``, ``postgresql://…``).
 
     ``memory_limit_mb`` is the run's limit: an embedded database takes its share of it.
+    ``read_only`` creates nothing (no file, no table): a DuckDB file that does not exist
+    raises :class:`~ladle.errors.NoLedger`, a missing table reads as empty.
     """
     scheme = url.split(":", 1)[0].lower()
     if scheme == "duckdb":
-        duckdb: Destination = resolve(_SCHEMES[scheme])(url, memory_limit_mb=memory_limit_mb)
+        duckdb: Destination = resolve(_SCHEMES[scheme])(
+            url, memory_limit_mb=memory_limit_mb, read_only=read_only
+        )
         return duckdb
     if scheme in _SCHEMES:
-        server: Destination = resolve(_SCHEMES[scheme])(url)
+        server: Destination = resolve(_SCHEMES[scheme])(url, read_only=read_only)
         return server
     known = "duckdb:///path.duckdb or postgresql://user@host:port/db?schema=name"
     raise ConfigError(

@@ -44,7 +44,7 @@ from ladle.destinations.postgres_locks import (
 from ladle.destinations.references import KeyLookup, empty_keys, key_lookup
 from ladle.errors import DestinationError
 from ladle.ledger import RUNS, RunEntry
-from ladle.quarantine import QUARANTINE
+from ladle.quarantine import QUARANTINE, SHAPE_SQL, summarize
 from ladle.schema import ColumnType, Kind, TableDef, decimal_shape, fit_name
 from ladle.state import STATE
 
@@ -127,7 +127,7 @@ class PostgresDestination:
     long any statement may wait for a lock, or run.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
         self.url = mask(url)
         settings = _parse_url(url)
         self.schema = settings.schema
@@ -147,6 +147,8 @@ class PostgresDestination:
                 # once with the server's own message, not after the pool's timeout.
                 psycopg.connect(settings.conninfo, **settings.connect).close()
                 self._pool.open(wait=True, timeout=settings.pool_timeout)
+            if read_only:  # only looking: a missing table reads as empty
+                return
             with self._translated("creating ladle's tables"), self._pool.connection() as conn:
                 # Workers start together: IF NOT EXISTS is not safe against a concurrent
                 # CREATE, so the setup is serialized with a lock held until it commits.
@@ -214,6 +216,61 @@ class PostgresDestination:
             names = [d.name for d in cursor.description or []]
             rows = cursor.fetchall()
         return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+
+    def recent_runs(self, pipeline: str | None, last_n_runs: int) -> pl.DataFrame:
+        """The ledger rows of the newest ``last_n_runs`` runs (of ``pipeline``, if given),
+        newest run first; a run's rows by start, newest first."""
+        where = sql.SQL("WHERE pipeline = %s" if pipeline is not None else "")
+        query = sql.SQL(
+            "WITH picked AS (SELECT run_id, min(started_at) AS run_started FROM {runs} {where} "
+            "GROUP BY run_id ORDER BY run_started DESC, run_id LIMIT {n}) "
+            "SELECT r.* FROM {runs} AS r JOIN picked USING (run_id) {r_where} "
+            "ORDER BY picked.run_started DESC, r.run_id, r.started_at DESC, r.resource"
+        ).format(
+            runs=sql.Identifier(self.schema, RUNS.name),
+            where=where,
+            n=sql.Literal(int(last_n_runs)),
+            r_where=sql.SQL("WHERE r.pipeline = %s" if pipeline is not None else ""),
+        )
+        with self._translated(f"reading {RUNS.name}"), self._pool.connection() as conn:
+            if _columns(conn, self.schema, RUNS.name) is None:
+                return pl.DataFrame()
+            cursor = conn.execute(query, [pipeline, pipeline] if pipeline is not None else [])
+            names = [d.name for d in cursor.description or []]
+            rows = cursor.fetchall()
+        return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+
+    def quarantine_summary(
+        self, *, pipeline: str | None = None, run_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Per run and resource: records, first position and errors by ``field: rule``,
+        counted by the server (memory does not grow with the records)."""
+        where = {k: v for k, v in (("pipeline", pipeline), ("run_id", run_id)) if v is not None}
+        cond: sql.Composable = sql.SQL("")
+        if where:
+            cond = sql.SQL("WHERE ") + sql.SQL(" AND ").join(
+                sql.SQL("q.{} = %s").format(sql.Identifier(k)) for k in where
+            )
+        table = sql.Identifier(self.schema, QUARANTINE.name)
+        shapes = sql.SQL(
+            'SELECT run_id, resource, count(*), min(position COLLATE "C"), min(quarantined_at) '
+            "FROM {} AS q {} GROUP BY run_id, resource, " + SHAPE_SQL
+        ).format(table, cond)
+        reasons = sql.SQL(
+            "SELECT run_id, resource, "
+            "coalesce((e->>'field') || ': ', '') || coalesce(e->>'rule', '?') AS reason, "
+            "count(*) FROM {} AS q, jsonb_array_elements(q.errors) AS e {} "
+            "GROUP BY run_id, resource, reason"
+        ).format(table, cond)
+        with (
+            self._translated(f"reading {QUARANTINE.name}"),
+            self._pool.connection() as conn,
+        ):
+            if _columns(conn, self.schema, QUARANTINE.name) is None:
+                return []
+            params = list(where.values())
+            found = conn.execute(shapes, params).fetchall()
+            return summarize(found, conn.execute(reasons, params).fetchall())
 
     def read_state(self, pipeline: str, resource: str) -> dict[str, Any]:
         """The resource's ``_ladle_state`` entries by key, values decoded from JSON."""
