@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextvars
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -52,7 +52,7 @@ class ReadAhead(Generic[T]):
             target=context.run, args=(self._read,), name=name, daemon=True
         )
 
-    def __iter__(self) -> Iterator[T]:
+    def __iter__(self) -> Generator[T, None, None]:
         self._thread.start()
         try:
             while True:
@@ -89,6 +89,6 @@ class ReadAhead(Generic[T]):
                 close()
 
 
-def read_ahead(batches: Iterator[T]) -> Iterator[T]:
+def read_ahead(batches: Iterator[T]) -> Generator[T, None, None]:
     """``batches``, read one batch ahead on a second thread."""
     return iter(ReadAhead(batches))

@@ -55,11 +55,11 @@ def test_the_reader_runs_ahead_while_a_batch_is_in_hand() -> None:
 
 
 def test_a_source_error_arrives_after_the_batches_before_it() -> None:
-    got: list[int] = []
-    with pytest.raises(ValueError, match="bad batch 3"):
-        for batch in read_ahead(_Source(10, fail_at=3).batches()):
-            got.append(batch)
+    batches = read_ahead(_Source(10, fail_at=3).batches())
+    got = [next(batches) for _ in range(3)]
     assert got == [0, 1, 2]
+    with pytest.raises(ValueError, match="bad batch 3"):
+        next(batches)
 
 
 def test_stopping_early_closes_the_source_on_its_own_thread() -> None:
