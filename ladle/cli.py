@@ -334,7 +334,8 @@ def status(file: Path, destination: str | None, as_json: bool | None) -> None:
     """Per resource: the last successful load, its age and freshness; exit 1 if one is stale.
 
     Stale means past `error_after`, or never loaded while `error_after` is set; past
-    `warn_after` prints a warning and still exits 0.
+    `warn_after` prints a warning and still exits 0. The age is that of the last run that
+    loaded new data, or with `clock: success` of the last successful run.
     """
     from ladle.status import ERROR, check_status
 
