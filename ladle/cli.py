@@ -13,10 +13,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+import structlog
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -42,8 +44,21 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _interactive() -> bool:
-    return sys.stderr.isatty()
+def _log_settings() -> log.LogSettings:
+    """What the group's options (or LADLE_LOG_FORMAT / LADLE_LOG_LEVEL) chose."""
+    context = click.get_current_context(silent=True)
+    found = context.find_object(log.LogSettings) if context else None
+    return found or log.LogSettings()
+
+
+def _say(level: str, text: str) -> None:
+    """A line for stderr (``error: ...``): a log event when the log was asked to be JSON, so
+    that every line there parses; a coloured line otherwise."""
+    if _log_settings().format == "json":
+        structlog.get_logger("ladle").log(log.LEVELS[level], text)
+        return
+    color = "red" if level == "error" else "yellow"
+    err.print(f"[{color}]{level}:[/{color}] {escape(text)}", highlight=False)
 
 
 @contextmanager
@@ -52,14 +67,45 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except LadleError as exc:
-        err.print(f"[red]error:[/red] {escape(mask(str(exc)))}", highlight=False)
+        _say("error", mask(str(exc)))
         sys.exit(1)
 
 
 @click.group()
 @click.version_option(package_name="ladle")
-def main() -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "console"], case_sensitive=False),
+    envvar="LADLE_LOG_FORMAT",
+    help="Log lines on stderr as JSON objects or for people "
+    "(default: console on a terminal, JSON otherwise).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(list(log.LEVELS), case_sensitive=False),
+    envvar="LADLE_LOG_LEVEL",
+    default="info",
+    show_default=True,
+    help="The least severe log lines shown.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Warnings and errors only, and no progress bars.")
+@click.option("--verbose", "-v", is_flag=True, help="Debug lines too.")
+@click.pass_context
+def main(
+    context: click.Context, *, log_format: str | None, log_level: str, quiet: bool, verbose: bool
+) -> None:
     """ladle: load files, databases, APIs and streams into PostgreSQL or DuckDB, accounted for."""
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose contradict each other: give one")
+    level = (
+        logging.WARNING if quiet else logging.DEBUG if verbose else log.LEVELS[log_level.lower()]
+    )
+    fmt: log.Format | None = None
+    if log_format:
+        fmt = "json" if log_format.lower() == "json" else "console"
+    settings = log.LogSettings(fmt, level)
+    context.obj = settings
+    log.configure(settings)
 
 
 # ------------------------------------------------------------------ run
@@ -114,7 +160,6 @@ def run(
     allow_shrink: bool,
 ) -> None:
     """Run the pipeline FILE: load every resource and print the ledger's counts."""
-    log.configure(json=not _interactive())
     with _errors():
         pipeline = Pipeline.from_yaml(file, destination=destination)
         options = RunOptions(
@@ -125,7 +170,7 @@ def run(
             strict=strict,
             allow_shrink=allow_shrink,
         )
-        if _interactive():
+        if _log_settings().progress:
             columns = (
                 TextColumn("[bold]{task.description}"),
                 TextColumn("{task.fields[rows]:>12,} rows"),
@@ -209,7 +254,6 @@ def _print_report(resource: str, report: Report) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def validate(file: Path) -> None:
     """Check the pipeline FILE without running anything."""
-    log.configure(json=not _interactive())
     with _errors():
         pipeline = Pipeline.from_yaml(file)
     resources = ", ".join(pipeline.config.resources)
@@ -232,7 +276,9 @@ def check(file: Path, destination: str | None) -> None:
     from ladle.check import check as check_pipeline
 
     # The report lists the file's warnings itself: the log would say them twice.
-    log.configure(json=not _interactive(), level=logging.ERROR)
+    settings = _log_settings()
+    if settings.level > logging.DEBUG:
+        log.configure(replace(settings, level=max(settings.level, logging.ERROR)))
     with _errors():
         pipeline = Pipeline.from_yaml(file, destination=destination)
         report = check_pipeline(pipeline.config, destination=destination)
@@ -354,8 +400,7 @@ def status(file: Path, destination: str | None, as_json: bool | None) -> None:
     for res in report.resources:
         problem = res.problem()
         if problem is not None:
-            label = "[red]error:[/red]" if res.level == ERROR else "[yellow]warning:[/yellow]"
-            err.print(f"{label} {escape(problem)}")
+            _say("error" if res.level == ERROR else "warning", problem)
     if not report.ok:
         sys.exit(1)
 
@@ -488,7 +533,6 @@ def quarantine_replay(
     """Re-run RUN_ID's quarantined records through FILE's current steps; load those that pass."""
     from ladle.replay import replay
 
-    log.configure(json=not _interactive())
     with _errors():
         pipeline = Pipeline.from_yaml(file, destination=destination)
         summary = replay(pipeline, run_id, resource=resource, destination=destination)
@@ -527,7 +571,6 @@ def serve(file: Path, host: str, port: int) -> None:
     from ladle.metrics import Metrics
     from ladle.serve import create_app, ingest_token_from_env
 
-    log.configure(json=not _interactive())
     with _errors():
         token = ingest_token_from_env()
         app = create_app(Pipeline.from_yaml(file), token=token, metrics=Metrics())
@@ -550,7 +593,6 @@ def ui(file: Path, host: str, port: int, destination: str | None, open_browser: 
 
     from ladle.ui import create_ui_app, has_display, ui_token_from_env
 
-    log.configure(json=not _interactive())
     with _errors():
         pipeline = Pipeline.from_yaml(file, destination=destination)
         app = create_ui_app(pipeline, destination=destination, token=ui_token_from_env())
@@ -603,7 +645,6 @@ def worker(
     from ladle.metrics import Metrics
     from ladle.worker import Worker, WorkerOptions
 
-    log.configure(json=not _interactive())
     with _errors():
         options = WorkerOptions(resource, consumer, destination, batch_size, idle_exit)
         metrics = Metrics()
