@@ -19,10 +19,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import structlog
+from rich import filesize
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from ladle import log
 from ladle.batch import Counts
@@ -111,8 +121,47 @@ def main(
 # ------------------------------------------------------------------ run
 
 
+class _BytesColumn(ProgressColumn):
+    """Bytes read, and of how many when the source knows (``12.3 MB of 45.6 MB``)."""
+
+    def render(self, task: Task) -> Text:
+        read = filesize.decimal(int(task.completed))
+        if task.total is None:
+            return Text(read if task.completed else "")
+        return Text(f"{read} of {filesize.decimal(int(task.total))}")
+
+
+class _EtaColumn(ProgressColumn):
+    """Time left at the current speed, when the total is known (``eta 0:01:05``)."""
+
+    def render(self, task: Task) -> Text:
+        if task.total is None or task.finished:
+            return Text("")
+        left = task.time_remaining
+        if left is None:
+            return Text("eta -:--:--")
+        minutes, seconds = divmod(int(left), 60)
+        return Text(f"eta {minutes // 60}:{minutes % 60:02d}:{seconds:02d}")
+
+
+def _progress(console: Console) -> Progress:
+    """Per resource: rows and rows/s; bytes read of the total and an ETA for file sources."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.fields[rows]:>12,} rows"),
+        TextColumn("{task.fields[rate]:>10,.0f} rows/s"),
+        BarColumn(bar_width=20),
+        _BytesColumn(),
+        _EtaColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
 class _ProgressObserver:
-    """Progress bars on a terminal: rows read and rows per second, per resource."""
+    """Progress bars on a terminal: rows read and rows per second per resource, and bytes
+    read of the total with an ETA when the source knows its size."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
@@ -123,14 +172,23 @@ class _ProgressObserver:
         self._started[resource] = time.monotonic()
         self._tasks[resource] = self._progress.add_task(resource, total=None, rows=0, rate=0.0)
 
+    def input_sized(self, resource: str, total_bytes: int) -> None:
+        self._progress.update(self._tasks[resource], total=total_bytes)
+
     def batch_loaded(self, resource: str, counts: Counts) -> None:
         elapsed = max(time.monotonic() - self._started[resource], 1e-6)
         self._progress.update(
-            self._tasks[resource], rows=counts.fetched, rate=counts.fetched / elapsed
+            self._tasks[resource],
+            completed=counts.bytes_read,
+            rows=counts.fetched,
+            rate=counts.fetched / elapsed,
         )
 
     def resource_finished(self, result: ResourceResult) -> None:
-        self._progress.update(self._tasks[result.resource], rows=result.counts.fetched)
+        task = self._tasks[result.resource]
+        self._progress.update(task, rows=result.counts.fetched)
+        if result.status == "succeeded":  # a file that held no records counted no bytes
+            self._progress.update(task, completed=self._progress.tasks[task].total or 0)
 
 
 @main.command()
@@ -171,13 +229,7 @@ def run(
             allow_shrink=allow_shrink,
         )
         if _log_settings().progress:
-            columns = (
-                TextColumn("[bold]{task.description}"),
-                TextColumn("{task.fields[rows]:>12,} rows"),
-                TextColumn("{task.fields[rate]:>10,.0f} rows/s"),
-                TimeElapsedColumn(),
-            )
-            with Progress(*columns, console=err, transient=False) as progress:
+            with _progress(err) as progress:
                 observer: RunObserver = _ProgressObserver(progress)
                 summary = pipeline.run(options, observer)
         else:
