@@ -81,6 +81,9 @@ class SourceBatch:
     bytes_read: int = 0
     checkpoint: Any = None
     """Where the source stands after this batch (JSON-serialisable); None if it cannot resume."""
+    bytes_total: int | None = None
+    """All the bytes this run's source reads, when it knows (files: their sizes on disk,
+    compressed as they are), so progress can show a share and an ETA; None if unknown."""
 
     def __post_init__(self) -> None:
         if len(self.positions) != self.frame.height:

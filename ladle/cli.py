@@ -15,14 +15,26 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import structlog
+from rich import filesize
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from ladle import log, terminal, views
 from ladle.batch import Counts
@@ -45,8 +57,21 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _interactive() -> bool:
-    return sys.stderr.isatty()
+def _log_settings() -> log.LogSettings:
+    """What the group's options (or LADLE_LOG_FORMAT / LADLE_LOG_LEVEL) chose."""
+    context = click.get_current_context(silent=True)
+    found = context.find_object(log.LogSettings) if context else None
+    return found or log.LogSettings()
+
+
+def _say(level: str, text: str) -> None:
+    """A line for stderr (``error: ...``): a log event when the log was asked to be JSON, so
+    that every line there parses; a coloured line otherwise."""
+    if _log_settings().format == "json":
+        structlog.get_logger("ladle").log(log.LEVELS[level], text)
+        return
+    color = "red" if level == "error" else "yellow"
+    err.print(f"[{color}]{level}:[/{color}] {escape(text)}", highlight=False)
 
 
 @contextmanager
@@ -55,21 +80,91 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except LadleError as exc:
-        err.print(f"[red]error:[/red] {escape(mask(str(exc)))}", highlight=False)
+        _say("error", mask(str(exc)))
         sys.exit(1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ladle")
-def main() -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "console"], case_sensitive=False),
+    envvar="LADLE_LOG_FORMAT",
+    help="Log lines on stderr as JSON objects or for people "
+    "(default: console on a terminal, JSON otherwise).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(list(log.LEVELS), case_sensitive=False),
+    envvar="LADLE_LOG_LEVEL",
+    default="info",
+    show_default=True,
+    help="The least severe log lines shown.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Warnings and errors only, and no progress bars.")
+@click.option("--verbose", "-v", is_flag=True, help="Debug lines too.")
+@click.pass_context
+def main(
+    context: click.Context, *, log_format: str | None, log_level: str, quiet: bool, verbose: bool
+) -> None:
     """ladle: load files, databases, APIs and streams into PostgreSQL or DuckDB, accounted for."""
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose contradict each other: give one")
+    level = (
+        logging.WARNING if quiet else logging.DEBUG if verbose else log.LEVELS[log_level.lower()]
+    )
+    fmt: log.Format | None = None
+    if log_format:
+        fmt = "json" if log_format.lower() == "json" else "console"
+    settings = log.LogSettings(fmt, level)
+    context.obj = settings
+    log.configure(settings)
 
 
 # ------------------------------------------------------------------ run
 
 
+class _BytesColumn(ProgressColumn):
+    """Bytes read, and of how many when the source knows (``12.3 MB of 45.6 MB``)."""
+
+    def render(self, task: Task) -> Text:
+        read = filesize.decimal(int(task.completed))
+        if task.total is None:
+            return Text(read if task.completed else "")
+        return Text(f"{read} of {filesize.decimal(int(task.total))}")
+
+
+class _EtaColumn(ProgressColumn):
+    """Time left at the current speed, when the total is known (``eta 0:01:05``)."""
+
+    def render(self, task: Task) -> Text:
+        if task.total is None or task.finished:
+            return Text("")
+        left = task.time_remaining
+        if left is None:
+            return Text("eta -:--:--")
+        minutes, seconds = divmod(int(left), 60)
+        return Text(f"eta {minutes // 60}:{minutes % 60:02d}:{seconds:02d}")
+
+
+def _progress(console: Console) -> Progress:
+    """Per resource: rows and rows/s; bytes read of the total and an ETA for file sources."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.fields[rows]:>12,} rows"),
+        TextColumn("{task.fields[rate]:>10,.0f} rows/s"),
+        BarColumn(bar_width=20),
+        _BytesColumn(),
+        _EtaColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
 class _ProgressObserver:
-    """Progress bars on a terminal: rows read and rows per second, per resource."""
+    """Progress bars on a terminal: rows read and rows per second per resource, and bytes
+    read of the total with an ETA when the source knows its size."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
@@ -80,14 +175,23 @@ class _ProgressObserver:
         self._started[resource] = time.monotonic()
         self._tasks[resource] = self._progress.add_task(resource, total=None, rows=0, rate=0.0)
 
+    def input_sized(self, resource: str, total_bytes: int) -> None:
+        self._progress.update(self._tasks[resource], total=total_bytes)
+
     def batch_loaded(self, resource: str, counts: Counts) -> None:
         elapsed = max(time.monotonic() - self._started[resource], 1e-6)
         self._progress.update(
-            self._tasks[resource], rows=counts.fetched, rate=counts.fetched / elapsed
+            self._tasks[resource],
+            completed=counts.bytes_read,
+            rows=counts.fetched,
+            rate=counts.fetched / elapsed,
         )
 
     def resource_finished(self, result: ResourceResult) -> None:
-        self._progress.update(self._tasks[result.resource], rows=result.counts.fetched)
+        task = self._tasks[result.resource]
+        self._progress.update(task, rows=result.counts.fetched)
+        if result.status == "succeeded":  # a file that held no records counted no bytes
+            self._progress.update(task, completed=self._progress.tasks[task].total or 0)
 
 
 @main.command()
@@ -119,7 +223,6 @@ def run(
     wide: bool,
 ) -> None:
     """Run the pipeline FILE: load every resource and print the ledger's counts."""
-    log.configure(json=not _interactive())
     with _errors():
         pipeline = Pipeline.from_yaml(file, destination=destination)
         options = RunOptions(
@@ -130,14 +233,8 @@ def run(
             strict=strict,
             allow_shrink=allow_shrink,
         )
-        if _interactive():
-            columns = (
-                TextColumn("[bold]{task.description}"),
-                TextColumn("{task.fields[rows]:>12,} rows"),
-                TextColumn("{task.fields[rate]:>10,.0f} rows/s"),
-                TimeElapsedColumn(),
-            )
-            with Progress(*columns, console=err, transient=False) as progress:
+        if _log_settings().progress:
+            with _progress(err) as progress:
                 observer: RunObserver = _ProgressObserver(progress)
                 summary = pipeline.run(options, observer)
         else:
@@ -188,7 +285,6 @@ def _print_report(resource: str, report: Report) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def validate(file: Path) -> None:
     """Check the pipeline FILE without running anything."""
-    log.configure(json=not _interactive())
     with _errors():
         pipeline = Pipeline.from_yaml(file)
     resources = ", ".join(pipeline.config.resources)
@@ -211,7 +307,9 @@ def check(file: Path, destination: str | None) -> None:
     from ladle.check import check as check_pipeline
 
     # The report lists the file's warnings itself: the log would say them twice.
-    log.configure(json=not _interactive(), level=logging.ERROR)
+    settings = _log_settings()
+    if settings.level > logging.DEBUG:
+        log.configure(replace(settings, level=max(settings.level, logging.ERROR)))
     with _errors():
         pipeline = Pipeline.from_yaml(file, destination=destination)
         report = check_pipeline(pipeline.config, destination=destination)
@@ -309,7 +407,8 @@ def status(file: Path, destination: str | None, as_json: bool | None, wide: bool
     """Per resource: the last successful load, its age and freshness; exit 1 if one is stale.
 
     Stale means past `error_after`, or never loaded while `error_after` is set; past
-    `warn_after` prints a warning and still exits 0.
+    `warn_after` prints a warning and still exits 0. The age is that of the last run that
+    loaded new data, or with `clock: success` of the last successful run.
     """
     from ladle.status import ERROR, check_status
 
@@ -331,8 +430,7 @@ def status(file: Path, destination: str | None, as_json: bool | None, wide: bool
     for res in report.resources:
         problem = res.problem()
         if problem is not None:
-            label = "[red]error:[/red]" if res.level == ERROR else "[yellow]warning:[/yellow]"
-            err.print(f"{label} {escape(problem)}")
+            _say("error" if res.level == ERROR else "warning", problem)
     if not report.ok:
         sys.exit(1)
 
@@ -431,7 +529,6 @@ def quarantine_replay(
     """Re-run RUN_ID's quarantined records through FILE's current steps; load those that pass."""
     from ladle.replay import replay
 
-    log.configure(json=not _interactive())
     with _errors():
         pipeline = Pipeline.from_yaml(file, destination=destination)
         summary = replay(pipeline, run_id, resource=resource, destination=destination)
@@ -470,7 +567,6 @@ def serve(file: Path, host: str, port: int) -> None:
     from ladle.metrics import Metrics
     from ladle.serve import create_app, ingest_token_from_env
 
-    log.configure(json=not _interactive())
     with _errors():
         token = ingest_token_from_env()
         app = create_app(Pipeline.from_yaml(file), token=token, metrics=Metrics())
@@ -508,7 +604,6 @@ def ui(file: Path, host: str, port: int, destination: str | None, open_browser: 
 
     from ladle.ui import create_ui_app, has_display, ui_token_from_env
 
-    log.configure(json=not _interactive())
     with _errors():
         pipeline = Pipeline.from_yaml(file, destination=destination)
         # The pages only look until someone replays: nothing to look at is said here, once.
@@ -564,7 +659,6 @@ def worker(
     from ladle.metrics import Metrics
     from ladle.worker import Worker, WorkerOptions
 
-    log.configure(json=not _interactive())
     with _errors():
         options = WorkerOptions(resource, consumer, destination, batch_size, idle_exit)
         metrics = Metrics()

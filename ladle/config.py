@@ -99,7 +99,7 @@ class ResourceSpec(BaseModel):
     commit_every: int | None = Field(default=None, ge=1)
     """Commit the load in chunks of about this many records, each with its checkpoint."""
     freshness: FreshnessSpec | None = None
-    """How old this resource's last successful load may be; replaces the pipeline's."""
+    """How old this resource's data may be (``ladle status``); replaces the pipeline's."""
     memory_limit_mb: int | None = None
     """This resource's own memory limit; replaces the pipeline's."""
 
@@ -141,7 +141,7 @@ class PipelineSpec(BaseModel):
     resources: dict[str, ResourceSpec] = Field(min_length=1)
     """The resources to load, by name: each loads one table."""
     freshness: FreshnessSpec | None = None
-    """How old each resource's last successful load may be (``ladle status``)."""
+    """How old each resource's data may be (``ladle status``)."""
     memory_limit_mb: int | None = None
     """The most memory a run may take, in MB (at least 128); batches adapt to stay under it."""
 

@@ -21,7 +21,7 @@ import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -29,6 +29,9 @@ from pydantic.fields import FieldInfo
 from ladle.config import PipelineSpec
 from ladle.kinds import SOURCES, STEPS
 from ladle.schema import _ALIASES, ColumnType, Kind
+
+if TYPE_CHECKING:
+    import click
 
 COMMAND = "python docs/gen_reference.py"
 """What rewrites the reference; the drift test names it."""
@@ -447,6 +450,10 @@ def _commands(ref: _Reference) -> None:
             else:
                 yield f"{prefix} {name}", command
 
+    ref.heading(3, "ladle", "`ladle`")
+    ref.add("    ladle [OPTIONS] COMMAND ...", "", _prose(inspect.cleandoc(main.help or "")), "")
+    ref.add("Options given before the command apply to every command (`ladle -q run FILE`).", "")
+    _options(ref, [p for p in main.params if isinstance(p, click.Option)])
     for name, command in walk(main, "ladle"):
         ref.heading(3, _slug(name), f"`{name}`")
         usage = [name]
@@ -460,18 +467,30 @@ def _commands(ref: _Reference) -> None:
         if options:
             usage.append("[OPTIONS]")
         ref.add(f"    {' '.join(usage)}", "", _prose(inspect.cleandoc(command.help or "")), "")
-        if not options:
-            continue
-        ref.add("| option | meaning | default |", "|---|---|---|")
-        for option in options:
-            flags = " / ".join([*option.opts, *option.secondary_opts])
-            if not option.is_flag:
-                flags += f" {option.metavar or option.type.name.upper()}"
-            default = option.default
-            shown = (
-                f"`{default}`"
-                if isinstance(default, str | int | float) and not isinstance(default, bool)
-                else ""
-            )
-            ref.add(f"| `{flags}` | {_cell(option.help or '')} | {shown} |")
-        ref.add("")
+        if options:
+            _options(ref, options)
+
+
+def _options(ref: _Reference, options: list[click.Option]) -> None:
+    """A table of options: flags, meaning (with the environment variable, if any), default."""
+    import click
+
+    ref.add("| option | meaning | default |", "|---|---|---|")
+    for option in options:
+        flags = " / ".join([*option.opts, *option.secondary_opts])
+        if not option.is_flag:
+            flags += f" {option.metavar or option.type.name.upper()}"
+        default = option.default
+        shown = (
+            f"`{default}`"
+            if isinstance(default, str | int | float) and not isinstance(default, bool)
+            else ""
+        )
+        meaning = _cell(option.help or "")
+        if isinstance(option.type, click.Choice):
+            *rest, last = (f"`{choice}`" for choice in option.type.choices)
+            meaning += f" One of {', '.join(rest)} or {last}."
+        if isinstance(option.envvar, str):
+            meaning += f" Environment: `{option.envvar}`."
+        ref.add(f"| `{flags}` | {meaning} | {shown} |")
+    ref.add("")

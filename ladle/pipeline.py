@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import polars as pl
 import structlog
@@ -147,6 +147,15 @@ class RunObserver(Protocol):
 
     def resource_finished(self, result: ResourceResult) -> None:
         """A resource ended (succeeded or failed)."""
+
+
+@runtime_checkable
+class SizedObserver(RunObserver, Protocol):
+    """An observer that also wants to know how many bytes a resource's source will read
+    (the progress bars' total and ETA); told again whenever the source revises it."""
+
+    def input_sized(self, resource: str, total_bytes: int) -> None:
+        """The source reads ``total_bytes`` in all (``Counts.bytes_read`` counts them)."""
 
 
 class _LogObserver:
@@ -569,7 +578,12 @@ def _stream(
     counts = entry.counts
     seq = 0
     ready = 0
+    sized = observer if isinstance(observer, SizedObserver) else None
+    total: int | None = None
     for read in _batches(source, run):
+        if sized is not None and read.bytes_total is not None and read.bytes_total != total:
+            total = read.bytes_total
+            sized.input_sized(res.name, total)
         batch = plan.cursor.filter(read) if plan.cursor else read
         frame, quarantined, deduplicated = process_batch(res, steps, batch, names=names)
         counts.fetched += batch.fetched

@@ -1,20 +1,22 @@
-"""``ladle status``: per resource, its last successful load, how old that is, and whether
-that is too old.
+"""``ladle status``: per resource, its last successful load, its last load of new data, how
+old the one its clock reads is, and whether that is too old.
 
 ``freshness: {warn_after: 2h, error_after: 1d}``, on the pipeline or on a resource (a
-resource's replaces the pipeline's), says how old a resource's last successful load may
-grow. The verdict is ``ok``, ``warn`` (past ``warn_after``), ``error`` (past
-``error_after``) or ``never`` (no successful load; as bad as ``error`` when
-``error_after`` is set, as ``warn`` when only ``warn_after`` is). Everything comes from
-the ledger (``_ladle_runs``); a ``quarantine replay`` is not a load of the source, so it
-does not count as one.
+resource's replaces the pipeline's), says how old a resource's data may grow. Two clocks
+tell the age: ``clock: new_data`` (the default) reads the last successful run that
+inserted or updated a row, so a feed that stalled while cron keeps running ladle goes
+stale; ``clock: success`` reads the last successful run, whatever it loaded. The verdict
+is ``ok``, ``warn`` (past ``warn_after``), ``error`` (past ``error_after``) or ``never``
+(nothing on the clock yet; as bad as ``error`` when ``error_after`` is set, as ``warn``
+when only ``warn_after`` is). Everything comes from the ledger (``_ladle_runs``); a
+``quarantine replay`` is not a load of the source, so it does not count as one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from ladle.destinations import Destination
 
 OK, WARN, ERROR, NEVER = "ok", "warn", "error", "never"
+NEW_DATA, SUCCESS = "new_data", "success"
 _MINUTE, _HOUR, _DAY = 60, 3600, 86400
 
 Duration = str | int | float
@@ -34,7 +37,7 @@ Duration = str | int | float
 
 
 class FreshnessSpec(BaseModel):
-    """``freshness:``: how old a resource's last successful load may be; ``{}`` checks none."""
+    """``freshness:``: how old a resource's data may be; ``{}`` checks none."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -42,6 +45,10 @@ class FreshnessSpec(BaseModel):
     """Older than this: a warning (``ladle status`` still exits 0)."""
     error_after: Duration | None = None
     """Older than this, or never loaded: an error (``ladle status`` exits 1)."""
+    clock: Literal["new_data", "success"] = "new_data"
+    """What the age is measured from: ``new_data``, the last successful run that inserted or
+    updated a row (a run that fetched nothing new does not reset it); ``success``, the last
+    successful run, whatever it loaded."""
 
     @field_validator("warn_after", "error_after")
     @classmethod
@@ -72,7 +79,8 @@ class FreshnessSpec(BaseModel):
 
 @dataclass(frozen=True)
 class ResourceStatus:
-    """One resource: its last successful load (None if there is none) and its latest run."""
+    """One resource: its last successful load and its last load of new data (None if there
+    is none), and its latest run."""
 
     resource: str
     table: str
@@ -83,19 +91,36 @@ class ResourceStatus:
     """Rows the last successful load wrote: inserted + updated."""
     fetched: int | None = None
     age: timedelta | None = None
+    """How long ago the last successful load finished (the ``success`` clock)."""
     latest_run_id: str | None = None
     latest_status: str | None = None
     """succeeded, failed, died, running or queued; None if the resource never ran."""
+    last_data_run_id: str | None = None
+    """The last successful run that inserted or updated a row."""
+    last_data_at: datetime | None = None
+    data_age: timedelta | None = None
+    """How long ago that run finished (the ``new_data`` clock)."""
+
+    @property
+    def clock(self) -> str:
+        """The clock the verdict reads: ``new_data`` or ``success``."""
+        return (self.freshness or FreshnessSpec()).clock
+
+    @property
+    def clock_age(self) -> timedelta | None:
+        """The age on the clock the verdict reads; None when nothing is on it yet."""
+        return self.data_age if self.clock == NEW_DATA else self.age
 
     @property
     def verdict(self) -> str:
-        """``ok``, ``warn``, ``error`` (by the age of the last successful load) or ``never``."""
-        if self.age is None:
+        """``ok``, ``warn``, ``error`` (by the age on the clock) or ``never``."""
+        age = self.clock_age
+        if age is None:
             return NEVER
         spec = self.freshness
-        if spec is not None and spec.error is not None and self.age > spec.error:
+        if spec is not None and spec.error is not None and age > spec.error:
             return ERROR
-        if spec is not None and spec.warn is not None and self.age > spec.warn:
+        if spec is not None and spec.warn is not None and age > spec.warn:
             return WARN
         return OK
 
@@ -114,20 +139,36 @@ class ResourceStatus:
         spec = self.freshness or FreshnessSpec()
         key = "error_after" if self.level == ERROR else "warn_after"
         threshold = _shown(getattr(spec, key))
-        if self.age is None:
-            text = f"{self.resource}: never loaded successfully ({key} {threshold})"
-        else:
-            text = (
-                f"{self.resource}: last loaded {format_age(self.age)} ago by run "
-                f"{self.last_run_id}, past {key} {threshold}"
-            )
+        text = self._stale_text(f"{key} {threshold}")
         if self.latest_status not in (None, SUCCEEDED):
             text += f"; its latest run {self.latest_run_id} {self.latest_status}"
         return text
 
+    def _stale_text(self, threshold: str) -> str:
+        """Why the clock's age is too old, and, when later runs succeeded with nothing new,
+        the last of those (so an operator sees that ladle runs but the feed has stalled)."""
+        if self.age is None:
+            return f"{self.resource}: never loaded successfully ({threshold})"
+        if self.clock == SUCCESS or self.last_data_run_id == self.last_run_id:
+            return (
+                f"{self.resource}: last loaded {format_age(self.age)} ago by run "
+                f"{self.last_run_id}, past {threshold}"
+            )
+        nothing_new = (
+            f"its last successful run {self.last_run_id} ({format_age(self.age)} ago) "
+            "loaded nothing new"
+        )
+        if self.data_age is None:
+            return f"{self.resource}: never loaded new data ({threshold}); {nothing_new}"
+        return (
+            f"{self.resource}: last loaded new data {format_age(self.data_age)} ago by run "
+            f"{self.last_data_run_id}, past {threshold}; {nothing_new}"
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The status as JSON values: timestamps in ISO 8601, the age in seconds."""
         spec = self.freshness or FreshnessSpec()
+        data_at = self.last_data_at
         return {
             "resource": self.resource,
             "table": self.table,
@@ -135,11 +176,15 @@ class ResourceStatus:
             "level": self.level,
             "last_run_id": self.last_run_id,
             "last_success_at": self.last_success_at.isoformat() if self.last_success_at else None,
-            "age_seconds": round(self.age.total_seconds()) if self.age is not None else None,
+            "age_seconds": _seconds(self.age),
             "rows": self.rows,
             "fetched": self.fetched,
             "latest_run_id": self.latest_run_id,
             "latest_status": self.latest_status,
+            "last_data_run_id": self.last_data_run_id,
+            "last_data_at": data_at.isoformat() if data_at else None,
+            "data_age_seconds": _seconds(self.data_age),
+            "clock": spec.clock,
             "warn_after": _shown(spec.warn_after) if spec.warn_after is not None else None,
             "error_after": _shown(spec.error_after) if spec.error_after is not None else None,
         }
@@ -202,6 +247,9 @@ def _resource_status(
         )
     row = loads.row(0, named=True)
     finished = _utc(row["finished_at"])
+    new_data = loads.filter((pl.col("inserted") + pl.col("updated")) > 0)
+    data = new_data.row(0, named=True) if new_data.height else None
+    data_at = _utc(data["finished_at"]) if data else None
     return ResourceStatus(
         name,
         table,
@@ -213,7 +261,14 @@ def _resource_status(
         age=max(now - finished, timedelta(0)),
         latest_run_id=last["run_id"],
         latest_status=status,
+        last_data_run_id=data["run_id"] if data else None,
+        last_data_at=data_at,
+        data_age=max(now - data_at, timedelta(0)) if data_at else None,
     )
+
+
+def _seconds(age: timedelta | None) -> int | None:
+    return round(age.total_seconds()) if age is not None else None
 
 
 def _utc(value: datetime) -> datetime:

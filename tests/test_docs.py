@@ -97,6 +97,8 @@ def test_every_step_has_a_description_in_the_reference() -> None:
 
 
 def _commands(group: click.Group, prefix: str = "ladle") -> Iterator[tuple[str, click.Command]]:
+    if prefix == "ladle":
+        yield prefix, group  # the group's own options (-q, --log-format) apply to every command
     for name, command in group.commands.items():
         if isinstance(command, click.Group):
             yield from _commands(command, f"{prefix} {name}")

@@ -48,6 +48,7 @@ def _run(
     age: timedelta,
     status: str = "succeeded",
     replay_of: str | None = None,
+    counts: Counts | None = None,
 ) -> None:
     """Write one ledger row that finished ``age`` ago, as a run of long ago would have."""
     finished = NOW - age - SLACK
@@ -59,7 +60,7 @@ def _run(
         write_mode="append",
         config_hash="c0ffee",
         ladle_version="0.1.0",
-        counts=Counts(fetched=12, inserted=7, updated=3, unchanged=2),
+        counts=counts or Counts(fetched=12, inserted=7, updated=3, unchanged=2),
         status=status,
         started_at=finished - timedelta(seconds=5),
         finished_at=finished,
@@ -118,6 +119,10 @@ def test_status_json_reports_every_resource(shop: Path, destination_url: str) ->
                 "fetched": 12,
                 "latest_run_id": "o-4",
                 "latest_status": "succeeded",
+                "last_data_run_id": "o-2",
+                "last_data_at": orders_at.isoformat(),
+                "data_age_seconds": pytest.approx(3 * 3600 + 20, abs=30),
+                "clock": "new_data",
                 "warn_after": "2h",
                 "error_after": "1d",
             },
@@ -133,6 +138,10 @@ def test_status_json_reports_every_resource(shop: Path, destination_url: str) ->
                 "fetched": 12,
                 "latest_run_id": "c-1",
                 "latest_status": "succeeded",
+                "last_data_run_id": "c-1",
+                "last_data_at": customers_at.isoformat(),
+                "data_age_seconds": pytest.approx(10 * 60 + 20, abs=30),
+                "clock": "new_data",
                 "warn_after": "30m",
                 "error_after": None,
             },
@@ -148,6 +157,10 @@ def test_status_json_reports_every_resource(shop: Path, destination_url: str) ->
                 "fetched": None,
                 "latest_run_id": None,
                 "latest_status": None,
+                "last_data_run_id": None,
+                "last_data_at": None,
+                "data_age_seconds": None,
+                "clock": "new_data",
                 "warn_after": "2h",
                 "error_after": "1d",
             },
@@ -218,6 +231,73 @@ def test_check_status_judges_at_the_given_time(shop: Path, destination_url: str)
     assert not report.ok
 
 
+STALLED = """\
+pipeline: shop
+destination: ${SHOP_DESTINATION}
+freshness: {error_after: 1d}
+resources:
+  events:
+    source: {type: file, path: events.jsonl}
+  events_ran:
+    source: {type: file, path: events.jsonl}
+    freshness: {error_after: 1d, clock: success}
+"""
+
+
+def test_status_clock_new_data_sees_a_stalled_feed(
+    write_pipeline: Callable[[str], Path], destination_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs that fetched nothing keep the success clock young but not the new-data clock:
+    past error_after since the last loading run is an error by default, ok under `success`."""
+    monkeypatch.setenv("SHOP_DESTINATION", destination_url)
+    path = write_pipeline(STALLED)
+    nothing = Counts()
+    for resource in ("events", "events_ran"):
+        _run(destination_url, resource, f"{resource}-1", age=timedelta(days=2))
+        _run(destination_url, resource, f"{resource}-2", age=timedelta(hours=5), counts=nothing)
+        _run(destination_url, resource, f"{resource}-3", age=timedelta(hours=1), counts=nothing)
+    result = CliRunner().invoke(main, ["status", str(path), "--json"])
+    assert result.exit_code == 1, result.output
+    shown = {
+        r["resource"]: (r["verdict"], r["clock"], r["last_run_id"], r["last_data_run_id"])
+        for r in json.loads(result.stdout)["resources"]
+    }
+    assert shown == {
+        "events": ("error", "new_data", "events-3", "events-1"),
+        "events_ran": ("ok", "success", "events_ran-3", "events_ran-1"),
+    }
+    assert result.stderr.splitlines() == [
+        "error: events: last loaded new data 2d 0h ago by run events-1, past error_after 1d; "
+        "its last successful run events-3 (1h 0m ago) loaded nothing new"
+    ]
+
+
+def test_status_clock_new_data_never(
+    write_pipeline: Callable[[str], Path], destination_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Successful runs that never loaded a row leave the new-data clock at `never`."""
+    monkeypatch.setenv("SHOP_DESTINATION", destination_url)
+    path = write_pipeline(STALLED)
+    _run(
+        destination_url,
+        "events",
+        "e-1",
+        age=timedelta(minutes=30),
+        counts=Counts(fetched=2, unchanged=2),
+    )
+    destination = connect(destination_url)
+    try:
+        report = check_status(read_outline(path), destination, now=NOW)
+    finally:
+        destination.close()
+    events = report.resources[0]
+    assert (events.verdict, events.level, events.last_run_id) == ("never", "error", "e-1")
+    assert events.problem() == (
+        "events: never loaded new data (error_after 1d); its last successful run e-1 "
+        "(30m ago) loaded nothing new"
+    )
+
+
 def test_outline_reads_no_source_secret(
     write_pipeline: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -248,6 +328,10 @@ def test_outline_reads_no_source_secret(
             "{warn_after: soon}",
             "resources.a.freshness.warn_after: 'soon' is not a duration; write e.g. 30s, 5m, "
             "2h or 1d",
+        ),
+        (
+            "{error_after: 2h, clock: sucess}",
+            "resources.a.freshness.clock: Input should be 'new_data' or 'success'",
         ),
         (
             "{warn_afer: 2h}",

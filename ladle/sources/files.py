@@ -210,6 +210,14 @@ class FileSource:
         done: dict[str, FileMeta] = dict(resume.get("done") or {})
         self._loaded.update(done)
         paths = self.paths()
+        metas = {path: _meta(path) for path in paths}
+        # What will be read, for progress: a file whose size and mtime are as loaded is
+        # skipped; one with a new mtime is hashed below and leaves the total if unchanged.
+        total = sum(
+            meta["size"]
+            for path, meta in metas.items()
+            if not _same_stat(self._loaded.get(self._display(path)), meta)
+        )
         unchanged = 0
         failed: list[SourceError] = []
         for path in paths:
@@ -217,6 +225,8 @@ class FileSource:
             meta = _meta(path)
             previous = self._loaded.get(name)
             if previous is not None and _same_content(previous, meta, path):
+                if not _same_stat(previous, metas[path]):
+                    total -= metas[path]["size"]
                 self._loaded[name] = {**meta, "sha256": previous["sha256"]}
                 unchanged += 1
                 continue
@@ -231,7 +241,8 @@ class FileSource:
                         continue  # only looking for more bad files
                     # "read" is what resuming uses; "batches" (of this run, in this file) informs.
                     position = {"done": done, "file": name, "meta": meta, "read": batch.checkpoint}
-                    yield replace(batch, checkpoint={**position, "batches": number})
+                    checkpoint = {**position, "batches": number}
+                    yield replace(batch, checkpoint=checkpoint, bytes_total=total)
             except SourceError as exc:
                 failed.append(exc)
                 continue
@@ -479,6 +490,11 @@ FileMeta = dict[str, Any]
 def _meta(path: Path) -> FileMeta:
     stat = path.stat()
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _same_stat(previous: FileMeta | None, meta: FileMeta) -> bool:
+    """Same size and mtime as when loaded: unchanged, without reading the file."""
+    return previous is not None and all(previous.get(k) == meta[k] for k in ("size", "mtime_ns"))
 
 
 def _same_content(previous: FileMeta, meta: FileMeta, path: Path) -> bool:
