@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import structlog
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 INSTALL_HINT = (
@@ -28,6 +29,15 @@ INSTALL_HINT = (
     "or install the server binaries so the tests can start their own "
     "(Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql)"
 )
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_configured_by_nobody() -> Iterator[None]:
+    """Each test starts with structlog's defaults: a command that configured logging (its
+    level, say) must not decide what a later test's ``capture_logs`` sees."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
