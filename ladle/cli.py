@@ -249,7 +249,12 @@ def _print_summary(summary: RunSummary, *, wide: bool = False) -> None:
     if summary.dry_run:
         title += "  [dry run: nothing written]"
     rows = views.summary_rows(summary)
-    terminal.print_table(views.summary_columns(rows), rows, title=title, wide=wide)
+    hidden = terminal.print_table(views.summary_columns(rows), rows, title=title, wide=wide)
+    if set(hidden) & set(views.LEDGER_COUNTS):
+        # A narrow table leaves counts out: the ledger's sum is still told, one line each.
+        narrow = terminal.console(terminal.width())
+        for row in rows:
+            narrow.print(views.ledger_line(row), highlight=False)
     for r in summary.resources:
         for report in r.reports:
             _print_report(r.resource, report)

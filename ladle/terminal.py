@@ -152,9 +152,9 @@ def print_table(
     *,
     title: str | None = None,
     wide: bool = False,
-) -> None:
+) -> list[str]:
     """Print the rows as a table as wide as the terminal, naming the columns left out; with
-    ``wide``, every column, however wide that makes the table."""
+    ``wide``, every column, however wide that makes the table. Returns the keys left out."""
     room = width()
     drawn = draw(columns, rows, title=title, room=room, wide=wide)
     # Never narrower than the table: rich would cut the ids and numbers it cannot wrap.
@@ -162,3 +162,4 @@ def print_table(
     out.print(drawn.table)
     if drawn.hidden:
         out.print(f"[dim]--wide adds: {', '.join(drawn.hidden)}[/dim]")
+    return [column.key for column in columns if column.header in drawn.hidden]

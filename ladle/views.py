@@ -7,6 +7,7 @@ the run id, the resource, the status and the counts that prove the invariant.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -116,6 +117,17 @@ def summary_rows(summary: RunSummary) -> list[dict[str, Any]]:
             row["rolled_back"] = c.rolled_back
         rows.append(row)
     return rows
+
+
+LEDGER_COUNTS = (*_COUNTS, "rolled_back")
+"""The counts of the ledger's sum: fetched = inserted + … + quarantined (+ rolled back)."""
+
+
+def ledger_line(row: Mapping[str, Any]) -> str:
+    """``orders: 7 fetched = 3 inserted + 0 updated + … + 3 quarantined``, for a summary
+    row whose table could not show every count."""
+    parts = [f"{row[k]:,} {k.replace('_', ' ')}" for k in LEDGER_COUNTS[1:] if k in row]
+    return f"{row['resource']}: {row['fetched']:,} fetched = {' + '.join(parts)}"
 
 
 def summary_columns(rows: list[dict[str, Any]]) -> tuple[Column, ...]:

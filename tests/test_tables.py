@@ -140,8 +140,18 @@ def test_run_summary_fits_the_width(
     _fits(printed, columns)
     assert RUNS[0] in printed
     lines = printed.splitlines()
-    assert sum("1,000,000" in line and "999,000" in line for line in lines) == 3
+    rows = [line for line in lines if line.startswith("│")]
+    assert sum("1,000,000" in line and "999,000" in line for line in rows) == 3
     assert sum("order_line_items" in line and "succeeded" in line for line in lines) == 1
+    # Every count is told, in the table or (when the table leaves some out) in a line each.
+    told = " ".join(printed.split())
+    for name in RESOURCES:
+        header = next(line for line in lines if line.startswith("┃"))
+        in_table = "deduplicated" in header and "unchanged" in header
+        assert in_table or (
+            f"{name}: 1,000,000 fetched = 999,000 inserted + 0 updated + 0 unchanged + "
+            "0 deduplicated + 1,000 quarantined" in told
+        )
 
 
 @pytest.mark.parametrize("columns", [80, 120])
