@@ -40,7 +40,7 @@ from ladle import log, terminal, views
 from ladle.batch import Counts
 from ladle.config import read_outline, read_target
 from ladle.destinations import Destination, connect, default_url
-from ladle.errors import LadleError
+from ladle.errors import DestinationError, LadleError, NoLedger
 from ladle.ledger import RUNS
 from ladle.pipeline import Pipeline, ResourceResult, RunObserver, RunOptions, RunSummary
 from ladle.quarantine import QUARANTINE, in_position_order
@@ -612,7 +612,12 @@ def ui(file: Path, host: str, port: int, destination: str | None, open_browser: 
     with _errors():
         pipeline = Pipeline.from_yaml(file, destination=destination)
         # The pages only look until someone replays: nothing to look at is said here, once.
-        connect(pipeline.destination_url(destination), read_only=True).close()
+        # A destination that does not answer is the pages' to tell (they retry each time).
+        try:
+            connect(pipeline.destination_url(destination), read_only=True).close()
+        except DestinationError as exc:
+            if isinstance(exc, NoLedger):
+                raise
         app = create_ui_app(pipeline, destination=destination, token=ui_token_from_env())
         _require_free_port(host, port)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"  # noqa: S104
