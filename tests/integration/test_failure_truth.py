@@ -237,7 +237,7 @@ def test_duckdb_fatal_error_at_commit_is_recorded_as_failed(tmp_path: Path) -> N
             url += "&debug_checkpoint_abort=before_header"
         ladle = Path(sys.executable).parent / "ladle"
         run = subprocess.run(
-            [str(ladle), "run", str(pipeline), "--destination", url],
+            [str(ladle), "run", str(pipeline), "--destination", url, "--wide"],
             cwd=tmp_path, capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert run.returncode == 1, run.stderr
