@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-faults lint install clean bench bench-stream chromium conformance
+.PHONY: demo test test-faults test-soak lint install clean bench bench-stream chromium conformance
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ test: lint chromium conformance
 # root, against a server on this machine).
 test-faults: $(STAMP)
 	$(BIN)/pytest -m faults -v
+
+# Loads of millions of records, left out of `make test` (pytest marker `soak`): 3,000,000
+# records from JSON Lines and CSV into DuckDB and PostgreSQL at two memory_limit_mb values,
+# peak RSS within 10 % of each (tests/integration/test_memory_peaks.py; about five minutes).
+test-soak: $(STAMP)
+	$(BIN)/pytest -m soak -v
 
 # The browser test (tests/integration/test_ui_browser.py) drives Debian's Chromium, headless,
 # through Playwright's Python package (no browser download). Installed here when missing: with

@@ -143,7 +143,7 @@ class PipelineSpec(BaseModel):
     freshness: FreshnessSpec | None = None
     """How old each resource's data may be (``ladle status``)."""
     memory_limit_mb: int | None = None
-    """The most memory a run may take, in MB (at least 128); batches adapt to stay under it."""
+    """The most memory a run may take, in MB (at least 256); batches adapt to stay under it."""
 
     _limit = field_validator("memory_limit_mb")(check_limit)
 
