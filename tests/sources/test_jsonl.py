@@ -527,3 +527,23 @@ def test_a_chunk_after_another_reads_as_it_does_alone(
 def _shifted(position: str, lines: int) -> str:
     name, line = position.rsplit(":", 1)
     return f"{name}:{int(line) + lines}"
+
+
+def test_number_like_text_keeps_a_chunk_on_the_fast_road() -> None:
+    """Hex ids that read like long numbers ("4e12345678901234") are text, not numbers a
+    double could round: the chunk is still read by Polars (stream entries were all read
+    line by line for this)."""
+    content = b'{"id":"4e12345678901234","score":1.5}\n{"id":"1234567890123456","score":2.25}\n'
+    batch = _read_bytes(content)
+    assert isinstance(batch.positions, LinePositions)
+    assert batch.frame.to_dicts() == [
+        {"id": "4e12345678901234", "score": 1.5},
+        {"id": "1234567890123456", "score": 2.25},
+    ]
+
+
+def test_a_long_number_value_still_sends_its_chunk_line_by_line() -> None:
+    content = b'{"id":"x","score":1.5}\n{"id":"y","score":0.10000000000000000555}\n'
+    batch = _read_bytes(content)
+    assert not isinstance(batch.positions, LinePositions)
+    assert batch.frame.get_column("score").to_list()[1] == Decimal("0.10000000000000000555")
