@@ -72,6 +72,7 @@ from ladle.pipeline import (
     sequenced,
 )
 from ladle.quarantine import rows_from_unreadable
+from ladle.sources.json_typed import SchemaMemo
 from ladle.sources.redis_stream import (
     RedisStreamOptions,
     decode_entries,
@@ -141,6 +142,8 @@ class Worker:
         self._signal: str | None = None
         self._seq = 0
         self._names = ColumnNames()
+        self._shape = SchemaMemo()
+        """The types of the last batch Polars read, offered to the next (a typed read)."""
         """Stored column names, fixed for the worker's session: a later entry lacking a
         column cannot shift the others'; each made-up name is logged once."""
         self._in_hand: list[str] = []
@@ -479,7 +482,7 @@ class Worker:
 
     def _load(self, destination: Destination, entries: list[Entry]) -> pl.DataFrame:
         """Steps, then one transaction (data, quarantine, ledger); the quarantined rows."""
-        batch = decode_entries(entries, self.source.field)
+        batch = decode_entries(entries, self.source.field, self._shape)
         told = len(self._names.notices)
         frame, quarantined, deduplicated = process_batch(
             self.res, self.steps, batch, names=self._names

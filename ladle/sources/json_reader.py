@@ -112,7 +112,9 @@ class _Chunk:
         return f"{name}:{self.first_line + offset}"
 
 
-def parse_json_texts(texts: list[bytes], positions: list[str]) -> SourceBatch:
+def parse_json_texts(
+    texts: list[bytes], positions: list[str], shape: SchemaMemo | None = None
+) -> SourceBatch:
     """JSON objects, one per position (stream entries): in one Polars call when possible.
 
     Newlines inside a JSON text can only be whitespace, so each text becomes one line; an
@@ -124,7 +126,7 @@ def parse_json_texts(texts: list[bytes], positions: list[str]) -> SourceBatch:
     ]
     chunk = _Chunk(1, lines, positions=positions)
     try:
-        return _parse_chunk(chunk, "", JsonOptions())
+        return _parse_chunk(chunk, "", JsonOptions(), shape)
     except ColumnClash as exc:
         raise SourceError(str(exc), position=positions[0] if positions else "") from exc
 

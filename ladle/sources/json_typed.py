@@ -10,9 +10,10 @@ taken only when it provably holds everything the lines hold:
   keys its schema does not name, and keys inside objects cannot be counted apart;
 - no key was dropped: every key in the chunk's bytes (an unescaped quote before a
   colon) is one of the schema's names (counted in quotes after ``{`` or ``,``);
-- a value that does not fit its column fails the read (a text in an integer column),
-  or is one of the reconciliations the inferring road already checks for (a number in a
-  text column, a long integer in a float column): the same checks follow either read;
+- a value that does not fit its column fails the read (a text in an integer column);
+  a text column holding what may have been a number or a boolean, or a float column of
+  whole numbers only, sends the chunk the inferring way, so a typed read gives the types
+  an inferring read would (what a later batch is loaded as depends on them);
 - a column the chunk never names, which a typed read fills with nulls, is dropped, so
   a chunk's columns are those an inferring read would give.
 
@@ -28,6 +29,8 @@ import polars as pl
 from polars.datatypes import DataTypeClass
 
 _SCALARS = (pl.Int64, pl.Float64, pl.String, pl.Boolean)
+_CODED = r"^(?:-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|true|false)$"
+"""Text a typed read may have made of a JSON number or boolean."""
 _KEY_END = r'(?:^|[^\\])(?:\\\\)*"\s*:'
 """A quote that is not escaped (an even run of backslashes before it), then a colon: the
 end of a key, or (rarely) the start of a text value that starts with a colon."""
@@ -56,15 +59,15 @@ class SchemaMemo:
             frame = pl.read_ndjson(data, schema=self.schema)
         except (pl.exceptions.PolarsError, pl.exceptions.PanicException):
             return None
-        if frame.height != lines or not self._only_known_keys(data):
+        if frame.height != lines or not _types_as_inferred(frame):
             return None
-        unnamed = [
-            column
-            for column in frame.columns
-            if frame.get_column(column).null_count() == frame.height
-            and json.dumps(column).encode() + b":" not in data
-        ]
-        return frame.drop(unnamed) if unnamed else frame
+        if not self._only_known_keys(data):
+            return None
+        # A column of nulls only: inferring gives it no type, and drops it if no line names it.
+        empty = [c for c in frame.get_columns() if c.null_count() == frame.height]
+        unnamed = [c.name for c in empty if json.dumps(c.name).encode() + b":" not in data]
+        untyped = [pl.Series(c.name, [None] * frame.height) for c in empty if c.name not in unnamed]
+        return frame.drop(unnamed).with_columns(untyped) if empty else frame
 
     def _only_known_keys(self, data: bytes) -> bool:
         """Whether every key in ``data`` is one the schema names (none would be dropped).
@@ -79,6 +82,23 @@ class SchemaMemo:
             keys=text.str.count_matches(_KEY_END), known=text.str.count_matches(self._known)
         ).row(0)
         return bool(keys == known)
+
+
+def _types_as_inferred(frame: pl.DataFrame) -> bool:
+    """Whether inferring this chunk's types could not have given others than the schema.
+
+    A typed read takes a number or ``true`` as text in a text column, and an integer as
+    a float in a float column, where inferring would have kept the number or the integer
+    type: a column whose values could be such a reading sends the chunk the inferring
+    way (text that merely looks like a number, a zip code, costs that speed).
+    """
+    for column in frame.get_columns():
+        if column.dtype == pl.String and column.str.contains(_CODED).any():
+            return False
+        floats = column.drop_nulls() if column.dtype == pl.Float64 else None
+        if floats is not None and floats.len() and (floats == floats.floor()).all():
+            return False
+    return True
 
 
 def _literal(text: str) -> str:

@@ -22,6 +22,7 @@ from ladle.redact import mask
 from ladle.sources import SourceContext
 from ladle.sources.flatten import records_to_frame, to_json_text
 from ladle.sources.json_reader import not_an_object, parse_json_texts
+from ladle.sources.json_typed import SchemaMemo
 
 if TYPE_CHECKING:
     import redis
@@ -158,14 +159,19 @@ def decode_entry(message_id: str, fields: EntryFields, field: str) -> dict[str, 
         return Unreadable(message_id, raw, _bad_bytes(exc), rule="encoding")
 
 
-def decode_entries(entries: Sequence[tuple[str, Mapping[bytes, bytes]]], field: str) -> SourceBatch:
+def decode_entries(
+    entries: Sequence[tuple[str, Mapping[bytes, bytes]]],
+    field: str,
+    shape: SchemaMemo | None = None,
+) -> SourceBatch:
     """Entries (id, fields) to a batch whose positions are the entry ids, with the bytes
-    they hold; when every entry has ``field``, its JSON is parsed in one Polars call."""
+    they hold; when every entry has ``field``, its JSON is parsed in one Polars call
+    (with the types of the last batch when ``shape`` holds them: see json_typed)."""
     key = field.encode()
     ids = [i for i, _ in entries]
     size = sum(len(k) + len(v) for _, fields in entries for k, v in fields.items())
     if all(key in fields for _, fields in entries):
-        parsed = parse_json_texts([fields[key] for _, fields in entries], ids)
+        parsed = parse_json_texts([fields[key] for _, fields in entries], ids, shape)
         # The JSON reader's advice for bad bytes is about files: say it for a stream.
         unreadable = [
             _again(u, entries[ids.index(u.position)][1], field) if u.rule == "encoding" else u
