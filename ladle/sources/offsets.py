@@ -98,16 +98,20 @@ class LineEnds:
         self._measure = measure
         self._ends: deque[int] = deque(maxlen=LINES_HELD)
         self._byte = byte
+        """The byte the lines start at."""
         self._line = line
         """The number of the last line drawn."""
 
     def wrap(self, lines: Iterator[str]) -> Iterator[str]:
         """``lines``, each measured as it is drawn."""
-        measure, ends = self._measure, self._ends
+        measure, append = self._measure, self._ends.append
+        utf8 = measure is _utf8_bytes
+        byte = self._byte
         for line in lines:
-            self._byte += measure(line)
+            # UTF-8 measured inline: this runs for every line of a CSV file.
+            byte += len(line) if utf8 and line.isascii() else measure(line)
+            append(byte)
             self._line += 1
-            ends.append(self._byte)
             yield line
 
     def end_of(self, line: int) -> int | None:
