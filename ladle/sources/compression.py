@@ -62,22 +62,29 @@ def by_content(head: bytes) -> Compression | None:
 
 @contextmanager
 def opened(
-    path: str | os.PathLike[str], kind: Compression | None, name: str, *, seek: bool = False
+    path: str | os.PathLike[str],
+    kind: Compression | None,
+    name: str,
+    *,
+    seek: bool = False,
+    wrap: Callable[[io.FileIO], io.RawIOBase] | None = None,
 ) -> Iterator[tuple[IO[bytes], Callable[[], int]]]:
     """The file's content as a binary stream, and how many bytes of the file it has consumed.
 
     The count is of bytes on disk (compressed ones, for a compressed file), so progress
     and ``bytes_read`` add up to the file's size. ``seek``: a stream that can seek
-    (Parquet reads its footer first), whose errors are the decompressor's own.
+    (Parquet reads its footer first), whose errors are the decompressor's own. ``wrap``:
+    what the unbuffered file is read through (one that hashes what it reads).
     """
-    with open(path, "rb", buffering=0) as raw:
+    with open(path, "rb", buffering=0) as file:
+        raw: io.RawIOBase = file if wrap is None else wrap(file)
         stream: IO[bytes]
         if kind is None:
             stream = io.BufferedReader(raw, _BUFFER)
         elif seek:
-            stream = _seekable(raw, kind, name)
+            stream = _seekable(cast("IO[bytes]", raw), kind, name)
         else:
-            stream = io.BufferedReader(_Checked(raw, kind, name), _BUFFER)
+            stream = io.BufferedReader(_Checked(cast("IO[bytes]", raw), kind, name), _BUFFER)
         with stream:
             yield stream, raw.tell
 

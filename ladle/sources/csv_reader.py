@@ -28,6 +28,7 @@ from ladle.errors import SourceError
 from ladle.memory import BatchBudget
 from ladle.sources.csv_records import MAX_FIELD_CHARS, Dialect, Ragged, Record, Records
 from ladle.sources.decoding import is_utf8, show_undecodable, text_stream, undecodable
+from ladle.sources.offsets import LineEnds, Offset, go_to, line_bytes
 
 SNIFF_CHARS = 64 * 1024
 """How much of the file the dialect sniffer looks at."""
@@ -103,34 +104,152 @@ def read_csv(
     budget: BatchBudget | None = None,
     skip: int = 0,
     notices: list[str] | None = None,
+    start: Offset | None = None,
+    compressed: bool = False,
 ) -> Generator[SourceBatch, None, None]:
     """Yield batches of rows; positions are ``name:LINE``, or ``name:FIRST-LAST`` when a
     record spans lines.
 
-    Batches hold ``batch_size`` rows (or what ``budget`` allows); the first ``skip`` rows
-    are passed over (a resumed run), and each batch's checkpoint is the number of rows
-    read so far (the header and blank lines not counted). What the file made ladle skip
-    or guess is appended to ``notices`` once the file is read.
+    Batches hold ``batch_size`` rows (or what ``budget`` allows). Each batch's checkpoint
+    is the number of rows read so far (the header and blank lines not counted), with the
+    line and byte its last record ends at (:meth:`Offset.checkpoint`) when they can be
+    told. A resumed run reads the header, then goes to ``start`` (an earlier checkpoint's
+    offset: the stream seeks there, or is decompressed up to it when ``compressed``) and
+    numbers lines on from its line; without one it passes over the first ``skip`` rows.
+    What the file made ladle skip or guess is appended to ``notices`` once it is read.
     """
     encoding = options.encoding
-    with text_stream(stream, "utf-8-sig" if is_utf8(encoding) else encoding, newline="") as text:
+    utf8 = is_utf8(encoding)
+    measure = line_bytes(encoding)
+    if measure is None and start is not None:  # cannot seek in this encoding: read to it
+        skip = start.read
+        start = None
+    reading = _Reading(
+        name,
+        options,
+        budget or BatchBudget(batch_size),
+        consumed,
+        _Tally(latin1=codecs.lookup(encoding).name == "iso8859-1"),
+        measure,
+    )
+    # UTF-8's byte order mark is dropped here, not by the codec, to count its bytes.
+    with text_stream(stream, "utf-8" if utf8 else encoding, newline="") as text:
         # Finish the sample's last line, so that no physical line is split in two.
         sample = text.read(SNIFF_CHARS) + text.readline()
-        dialect = _sniff(sample, options)
+        byte = 0
+        if utf8 and sample.startswith(_BOM):
+            sample, byte = sample[1:], len(_BOM.encode())
+        reading.dialect = _sniff(sample, options)
         lines = itertools.chain(io.StringIO(sample, newline=""), text)
-        records = Records(lines, dialect, max_field_chars=options.max_field_chars)
-        tally = _Tally(latin1=codecs.lookup(encoding).name == "iso8859-1")
-        yield from _batches(
-            records,
-            name,
-            options,
-            budget=budget or BatchBudget(batch_size),
-            consumed=consumed,
-            skip=skip,
-            tally=tally,
+        if start is None:
+            yield from reading.batches(lines, _At(1, byte, skip=skip))
+        else:
+            header = reading.records(lines, _At(1, byte))[0]
+            names = _column_names(*_first_record(header, name), options, reading.tally)
+    if start is not None:
+        go_to(stream, start.byte, compressed=compressed)
+        with text_stream(stream, "utf-8" if utf8 else encoding, newline="") as text:
+            at = _At(start.line + 1, start.byte, read=start.read, names=names)
+            yield from reading.batches(text, at)
+    if notices is not None:
+        notices.extend(reading.tally.notices(name))
+
+
+_BOM = "\ufeff"
+
+
+@dataclass(frozen=True)
+class _At:
+    """Where reading starts: the first line's number and byte; rows read before it, and
+    to pass over from it; the column names when the header is already read."""
+
+    line: int
+    byte: int
+    read: int = 0
+    skip: int = 0
+    names: list[str] | None = None
+
+
+@dataclass
+class _Reading:
+    """One file's reading: what stays the same from its header to its last row."""
+
+    name: str
+    options: CsvOptions
+    budget: BatchBudget
+    consumed: Callable[[], int]
+    tally: _Tally
+    measure: Callable[[str], int] | None
+    """How many bytes a line took in the file; None: not known (no byte checkpointed)."""
+    dialect: Dialect = field(default_factory=lambda: Dialect(",", '"'))
+
+    def records(self, lines: Iterator[str], at: _At) -> tuple[Records, LineEnds | None]:
+        """The records of ``lines``, and the ends of their lines when they can be measured."""
+        ends = None
+        if self.measure is not None:
+            ends = LineEnds(self.measure, byte=at.byte, line=at.line - 1)
+            lines = ends.wrap(lines)
+        records = Records(
+            lines, self.dialect, max_field_chars=self.options.max_field_chars, first_line=at.line
         )
-        if notices is not None:
-            notices.extend(tally.notices(name))
+        return records, ends
+
+    def batches(self, lines: Iterator[str], at: _At) -> Iterator[SourceBatch]:
+        """The rows of ``lines`` in batches, the first ``at.skip`` passed over."""
+        records, ends = self.records(lines, at)
+        name, options, budget, tally = self.name, self.options, self.budget, self.tally
+        names = at.names
+        if names is not None:
+            records.width = len(names)
+        pending = _Rows()
+        before = self.consumed()
+        read, size = at.read, 0
+        last: Record | None = None
+        for record in records:
+            row = record.fields
+            if row is not None and not any(row):
+                tally.blank += 1  # an empty line, or one of only delimiters: not a record
+                continue
+            position = _position(name, record)
+            if names is None:
+                names = _column_names(record, position, options, tally)
+                records.width = len(names)
+                if options.header:
+                    continue
+            read += 1
+            if read <= at.skip:
+                continue
+            last = record
+            if row is not None and budget.sizes:
+                length = sum(map(len, row)) + len(row)
+                budget.check_record(length, position)
+                size += length
+            outcome = _outcome(record, position, len(names), options, tally)
+            if isinstance(outcome, Unreadable):
+                pending.unreadable.append(outcome)
+            else:
+                pending.rows.append(outcome)
+                pending.positions.append(position)
+            if budget.full(len(pending), size):
+                now = self.consumed()
+                yield _to_batch(pending, names, now - before, _checkpoint(read, record, ends))
+                before, pending, size = now, _Rows(), 0
+        if len(pending) and names is not None and last is not None:
+            yield _to_batch(pending, names, self.consumed() - before, _checkpoint(read, last, ends))
+
+
+def _first_record(records: Records, name: str) -> tuple[Record, str]:
+    """The first record that is not blank, and its position: the header (or first row)."""
+    for record in records:
+        if record.fields is None or any(record.fields):
+            return record, _position(name, record)
+    raise SourceError("the file holds no header row", position=name)
+
+
+def _checkpoint(read: int, record: Record, ends: LineEnds | None) -> int | dict[str, int]:
+    """Rows read, with where the last one ends if its line is still known."""
+    byte = None if ends is None else ends.end_of(record.last)
+    return read if byte is None else Offset(byte, record.last, read).checkpoint()
 
 
 def sniff_dialect(sample: str, options: CsvOptions) -> Dialect:
@@ -153,52 +272,6 @@ def _sniff(sample: str, options: CsvOptions) -> Dialect:
     if not guess_quote:
         quotechar = options.quotechar if options.quoting else None
     return Dialect(options.delimiter or delimiter, quotechar)
-
-
-def _batches(
-    records: Records,
-    name: str,
-    options: CsvOptions,
-    *,
-    budget: BatchBudget,
-    consumed: Callable[[], int],
-    skip: int,
-    tally: _Tally,
-) -> Iterator[SourceBatch]:
-    names: list[str] | None = None
-    pending = _Rows()
-    before = consumed()
-    read = size = 0
-    for record in records:
-        row = record.fields
-        if row is not None and not any(row):
-            tally.blank += 1  # an empty line, or one of only delimiters: not a record
-            continue
-        position = _position(name, record)
-        if names is None:
-            names = _column_names(record, position, options, tally)
-            records.width = len(names)
-            if options.header:
-                continue
-        read += 1
-        if read <= skip:
-            continue
-        if row is not None and budget.sizes:
-            length = sum(map(len, row)) + len(row)
-            budget.check_record(length, position)
-            size += length
-        outcome = _outcome(record, position, len(names), options, tally)
-        if isinstance(outcome, Unreadable):
-            pending.unreadable.append(outcome)
-        else:
-            pending.rows.append(outcome)
-            pending.positions.append(position)
-        if budget.full(len(pending), size):
-            now = consumed()
-            yield _to_batch(pending, names, now - before, read)
-            before, pending, size = now, _Rows(), 0
-    if len(pending) and names is not None:
-        yield _to_batch(pending, names, consumed() - before, read)
 
 
 def _outcome(
@@ -258,11 +331,15 @@ def _column_names(record: Record, position: str, options: CsvOptions, tally: _Ta
     return names
 
 
-def _to_batch(pending: _Rows, names: list[str], bytes_read: int, read: int) -> SourceBatch:
+def _to_batch(
+    pending: _Rows, names: list[str], bytes_read: int, checkpoint: int | dict[str, int]
+) -> SourceBatch:
     schema = {column: pl.String() for column in names}
     frame = pl.DataFrame(pending.rows, schema=schema, orient="row")
     frame = frame.with_columns(pl.all().replace("", None))
-    return SourceBatch(frame, pending.positions, pending.unreadable, bytes_read, checkpoint=read)
+    return SourceBatch(
+        frame, pending.positions, pending.unreadable, bytes_read, checkpoint=checkpoint
+    )
 
 
 def _count(number: int, noun: str) -> str:

@@ -78,12 +78,14 @@ class Records:
     recognised from then on.
     """
 
-    def __init__(self, lines: Iterator[str], dialect: Dialect, *, max_field_chars: int) -> None:
+    def __init__(
+        self, lines: Iterator[str], dialect: Dialect, *, max_field_chars: int, first_line: int = 1
+    ) -> None:
         self.width: int | None = None
         self._lines = _Lines(lines)
         self._feed = iter(self._lines)
-        self._next = 1
-        """The number of the next line to read."""
+        self._next = first_line
+        """The number of the next line to read (``first_line``: a text read from its middle)."""
         self._dialect = dialect
         self._scanner = _QuoteScanner(dialect)
         self._max = max_field_chars

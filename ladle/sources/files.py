@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any, ClassVar, Literal
 
 import polars as pl
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ladle.batch import SourceBatch
@@ -28,9 +29,11 @@ from ladle.memory import BatchBudget
 from ladle.schema import normalize_name
 from ladle.sources import SourceContext
 from ladle.sources.compression import Compression, CorruptData, by_content, opened, split_name
+from ladle.sources.content_hash import ContentHash
 from ladle.sources.csv_records import MAX_FIELD_CHARS, Ragged
 from ladle.sources.json_scan import DEFAULT_MAX_DEPTH
 from ladle.sources.null_values import NullValues, NullValuesSpec
+from ladle.sources.offsets import Offset, records_read
 from ladle.sources.sniff import HEAD, SAMPLE, detect_encoding, refusal
 from ladle.state import FILES
 
@@ -46,6 +49,11 @@ _EXTENSIONS: dict[str, Format] = {
     ".pq": "parquet",
 }
 _GLOB = frozenset("*?[")
+_SEEKS: frozenset[Format] = frozenset({"jsonl", "ndjson", "csv"})
+"""Formats a resumed read goes into at a byte offset; the others are read again from the
+start up to their checkpoint (a JSON document's records, a Parquet file's row groups)."""
+
+log = structlog.get_logger("ladle")
 
 
 class FileOptions(BaseModel):
@@ -203,8 +211,10 @@ class FileSource:
         """Yield the batches of every file not loaded before (or changed since), in order.
 
         Each batch's checkpoint names the files finished so far and how far into the
-        current file it reaches (lines, rows or records, as its reader counts them), so a
-        resumed run starts right after it, whatever size its batches have.
+        current file it reaches (lines, rows or records, as its reader counts them, and for
+        JSON Lines and CSV the line and byte its last record ends at), so a resumed run
+        starts right after it, whatever size its batches have. It also holds the hash of the
+        file's bytes read so far, by which a resumed run knows the file is the same one.
         """
         resume = self.context.resume if isinstance(self.context.resume, dict) else {}
         done: dict[str, FileMeta] = dict(resume.get("done") or {})
@@ -230,19 +240,20 @@ class FileSource:
                 self._loaded[name] = {**meta, "sha256": previous["sha256"]}
                 unchanged += 1
                 continue
-            meta["sha256"] = _sha256(path)
             if previous is not None and name not in done:
                 self.context.notices.append(f"{name} changed since it was loaded; reading it again")
-            skip = self._read_before(resume, name, meta)
+            content = ContentHash(path)
+            skip, offset = self._read_before(resume, name, meta, content)
             number = 0
             try:
-                for number, batch in enumerate(self._read(path, skip), start=1):
+                read = self._read(path, skip, offset=offset, content=content)
+                for number, batch in enumerate(read, start=1):
                     if failed:
                         continue  # only looking for more bad files
-                    # "read" is what resuming uses; "batches" (of this run, in this file) informs.
-                    position = {"done": done, "file": name, "meta": meta, "read": batch.checkpoint}
+                    position = _checkpoint(batch, done, name, meta, content)
                     checkpoint = {**position, "batches": number}
                     yield replace(batch, checkpoint=checkpoint, bytes_total=total)
+                meta = {**meta, "sha256": content.hexdigest()}
             except SourceError as exc:
                 failed.append(exc)
                 continue
@@ -276,33 +287,73 @@ class FileSource:
         content hash): what ``ladle check`` samples."""
         return self._read(path, 0)
 
-    def _read_before(self, resume: dict[str, Any], name: str, meta: FileMeta) -> int:
-        """How far into this file an interrupted run committed (0 if the file changed since)."""
+    def _read_before(
+        self, resume: dict[str, Any], name: str, meta: FileMeta, content: ContentHash
+    ) -> tuple[int, Offset | None]:
+        """How far into this file an interrupted run committed: records, and the byte
+        offset to start at when its reader told one. (0, None) if the file changed since.
+
+        The file is the same if its size, mtime and the hash of its bytes up to where that
+        run had read are; hashing them leaves ``content`` ready to go on from there.
+        """
         if resume.get("file") != name:
-            return 0
-        if resume.get("meta") != meta or not isinstance(resume.get("read"), int):
+            return 0, None
+        read = resume.get("read")
+        if "hashed" in resume:
+            same = resume.get("meta") == meta and content.resume(resume["hashed"])
+        else:  # a checkpoint written before byte offsets: it holds the whole file's hash
+            same = resume.get("meta") == {**meta, "sha256": _sha256(content.path)}
+        if not same or not isinstance(read, int):
             self.context.notices.append(
                 f"{name} changed since the interrupted run; reading it again from the start"
             )
-            return 0
-        return int(resume["read"])
+            return 0, None
+        return read, Offset.from_checkpoint({"read": read, **(resume.get("at") or {})})
 
-    def _read(self, path: Path, skip: int) -> Iterator[SourceBatch]:
+    def _read(
+        self,
+        path: Path,
+        skip: int,
+        *,
+        offset: Offset | None = None,
+        content: ContentHash | None = None,
+    ) -> Iterator[SourceBatch]:
+        """One file's batches: after ``skip`` records, or from ``offset``; hashed into
+        ``content`` as they are read (a format read otherwise is hashed whole first)."""
         name = self._display(path)
         plan = self._inspect(path, name)
+        if plan.fmt not in _SEEKS:
+            offset = None
+            if content is not None and content.hashed == 0:
+                content.hexdigest()
+        if offset is not None:
+            self._resumed_at(name, offset, compressed=plan.compression is not None)
         try:
             size = path.stat().st_size
             with (
-                opened(path, plan.compression, name, seek=plan.fmt == "parquet") as (
-                    stream,
-                    consumed,
-                ),
+                opened(
+                    path,
+                    plan.compression,
+                    name,
+                    seek=plan.fmt == "parquet",
+                    wrap=None if content is None else content.reader,
+                ) as (stream, consumed),
                 # Close the reader before its file, also when the consumer stops early.
                 closing(
-                    self._reader(plan, stream, name, path=path, consumed=consumed, skip=skip)
+                    self._reader(
+                        plan,
+                        stream,
+                        name,
+                        path=path,
+                        consumed=consumed,
+                        skip=skip,
+                        offset=offset,
+                    )
                 ) as batches,
             ):
-                counted = _all_bytes_counted(batches, size)
+                # A plain file sought into is read from there; a compressed one whole.
+                seeked = offset.byte if offset is not None and plan.compression is None else 0
+                counted = _all_bytes_counted(batches, size - seeked)
                 read = counted if plan.fmt == "parquet" else map(self._null_values, counted)
                 yield from self._with_file_column(read, path, name)
         except CorruptData as exc:
@@ -317,6 +368,20 @@ class FileSource:
                 "set `encoding:` to the file's encoding",
                 position=name,
             ) from exc
+
+    def _resumed_at(self, name: str, offset: Offset, *, compressed: bool) -> None:
+        """Say where a resumed read starts, and how it gets there."""
+        how = "decompressing up to it (a compressed file cannot seek)" if compressed else "seeking"
+        self.context.notices.append(
+            f"{name}: resuming at byte {offset.byte:,} (line {offset.line + 1:,}) by {how}"
+        )
+        log.info(
+            "resumed at byte",
+            file=name,
+            byte=offset.byte,
+            line=offset.line + 1,
+            seek=not compressed,
+        )
 
     def _inspect(self, path: Path, name: str) -> _Plan:
         """Format, compression and encoding of one file, from its name and its first bytes.
@@ -397,6 +462,7 @@ class FileSource:
         path: Path,
         consumed: Callable[[], int],
         skip: int,
+        offset: Offset | None,
     ) -> Generator[SourceBatch, None, None]:
         # Readers are imported here so that validating a pipeline file does not load them.
         options, batch_size = self.options, self.context.batch_size
@@ -431,6 +497,8 @@ class FileSource:
                 budget=budget,
                 skip=skip,
                 notices=self.context.notices,
+                start=offset,
+                compressed=plan.compression is not None,
             )
         from ladle.sources.json_reader import JsonOptions, read_json, read_jsonl
 
@@ -461,6 +529,8 @@ class FileSource:
             budget=budget,
             skip=skip,
             options=json_options,
+            start=offset,
+            compressed=plan.compression is not None,
         )
 
     def _display(self, path: Path) -> str:
@@ -485,6 +555,21 @@ def _raise_for(failed: list[SourceError], path: str) -> None:
 
 FileMeta = dict[str, Any]
 """What identifies a loaded file's content: ``size``, ``mtime_ns`` and ``sha256``."""
+
+
+def _checkpoint(
+    batch: SourceBatch, done: dict[str, FileMeta], name: str, meta: FileMeta, content: ContentHash
+) -> dict[str, Any]:
+    """Where a run stands after ``batch``: files done; in this one, the records read (what
+    resuming uses), the line and byte they end at when the reader told them, the hash of
+    the bytes read so far; and "batches" (of this run, in this file), which informs."""
+    position: dict[str, Any] = {"done": done, "file": name, "meta": meta}
+    position["read"] = records_read(batch.checkpoint)
+    offset = Offset.from_checkpoint(batch.checkpoint)
+    if offset is not None:
+        position["at"] = {"byte": offset.byte, "line": offset.line}
+    position["hashed"] = content.prefix()
+    return position
 
 
 def _meta(path: Path) -> FileMeta:

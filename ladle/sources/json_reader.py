@@ -66,6 +66,7 @@ from ladle.sources.json_scan import (
     screen_lines,
 )
 from ladle.sources.json_typed import SchemaMemo
+from ladle.sources.offsets import Offset, go_to, line_bytes
 
 _BOM = codecs.BOM_UTF8
 _KNOWN_KEYS = ("data", "items", "records", "results")
@@ -104,6 +105,8 @@ class _Chunk:
     undecodable: dict[int, Unreadable] = field(default_factory=dict)
     positions: list[str] | None = None
     """Each line's own position (stream message ids); None: ``name:LINE``."""
+    end: int | None = None
+    """The byte of the file's content just after the chunk's last line, if known."""
 
     def position(self, name: str, offset: int) -> str:
         """Where the line at ``offset`` came from."""
@@ -141,18 +144,27 @@ def read_jsonl(
     budget: BatchBudget | None = None,
     skip: int = 0,
     options: JsonOptions | None = None,
+    start: Offset | None = None,
+    compressed: bool = False,
 ) -> Generator[SourceBatch, None, None]:
     """Yield one batch per chunk of ``batch_size`` lines (or what ``budget`` allows);
     positions are ``name:LINE``.
 
-    The first ``skip`` lines are passed over (a resumed run); each batch's checkpoint is
-    the number of lines read so far.
+    A resumed run starts at ``start`` (an earlier checkpoint's offset: the stream seeks
+    there, or is decompressed up to it when ``compressed``), else after passing over the
+    first ``skip`` lines. Each batch's checkpoint is the number of lines read so far,
+    with the byte after the last (:meth:`Offset.checkpoint`) when it can be told.
     """
     budget = budget or BatchBudget(batch_size)
     options = options or JsonOptions()
+    line_no, byte = 1, 0
+    if start is not None:
+        go_to(stream, start.byte, compressed=compressed)
+        line_no, byte, skip = start.line + 1, start.byte, 0
     before = consumed()
+    at = _At(line_no, byte, skip)
     memo = SchemaMemo()
-    for chunk in _chunks(stream, name, budget=budget, encoding=encoding, skip=skip):
+    for chunk in _chunks(stream, name, budget=budget, encoding=encoding, at=at):
         try:
             batch = _parse_chunk(chunk, name, options, memo)
         except ColumnClash as exc:
@@ -160,8 +172,9 @@ def read_jsonl(
         now = consumed()
         if batch.fetched:
             read = chunk.first_line - 1 + len(chunk.lines)
+            checkpoint = read if chunk.end is None else Offset(chunk.end, read, read).checkpoint()
             yield SourceBatch(
-                batch.frame, batch.positions, batch.unreadable, now - before, checkpoint=read
+                batch.frame, batch.positions, batch.unreadable, now - before, checkpoint=checkpoint
             )
             before = now
 
@@ -201,19 +214,30 @@ def _refuse_line(chunk: _Chunk, name: str, offset: int, max_depth: int) -> None:
     chunk.lines[offset] = b""  # keeps the line numbering
 
 
+@dataclass(frozen=True)
+class _At:
+    """Where the stream stands when reading starts: the number of its next line and its
+    byte in the file's content; and how many lines to pass over from there."""
+
+    line: int
+    byte: int
+    skip: int
+
+
 def _chunks(
-    stream: IO[bytes], name: str, *, budget: BatchBudget, encoding: str, skip: int
+    stream: IO[bytes], name: str, *, budget: BatchBudget, encoding: str, at: _At
 ) -> Iterator[_Chunk]:
     if is_utf8(encoding):
-        return _utf8_chunks(stream, name, budget, skip=skip)
-    return _decoded_chunks(stream, name, budget=budget, encoding=encoding, skip=skip)
+        return _utf8_chunks(stream, name, budget, at=at)
+    return _decoded_chunks(stream, name, budget=budget, encoding=encoding, at=at)
 
 
-def _utf8_chunks(
-    stream: IO[bytes], name: str, budget: BatchBudget, *, skip: int
-) -> Iterator[_Chunk]:
-    """Lines as they are in the file (Polars checks they are UTF-8), minus a byte order mark."""
-    line_no = _skipped(stream.readline, skip) + 1
+def _utf8_chunks(stream: IO[bytes], name: str, budget: BatchBudget, *, at: _At) -> Iterator[_Chunk]:
+    """Lines as they are in the file (Polars checks they are UTF-8), minus a byte order mark.
+
+    Each chunk ends where the stream stands, which is at a byte of the file's content.
+    """
+    line_no = _skipped(stream.readline, at.skip) + at.line
     limit = budget.max_record_bytes
     # Two more than the limit: a record of exactly the limit still comes with its CRLF.
     read = partial(stream.readline, -1 if limit is None else limit + 2)
@@ -230,7 +254,7 @@ def _utf8_chunks(
             size += len(line)
         if not lines:
             return
-        yield _Chunk(line_no, lines)
+        yield _Chunk(line_no, lines, end=stream.tell())
         line_no += len(lines)
 
 
@@ -252,11 +276,17 @@ def _rest_of_line(readline: Callable[[int], Any], start: bytes | str) -> int:
 
 
 def _decoded_chunks(
-    stream: IO[bytes], name: str, *, budget: BatchBudget, encoding: str, skip: int
+    stream: IO[bytes], name: str, *, budget: BatchBudget, encoding: str, at: _At
 ) -> Iterator[_Chunk]:
-    """Lines decoded from ``encoding`` and re-encoded as the UTF-8 that Polars reads."""
+    """Lines decoded from ``encoding`` and re-encoded as the UTF-8 that Polars reads.
+
+    Each chunk ends at the byte its lines, measured in ``encoding``, reach (none is told
+    after lines passed over, or for an encoding whose lines cannot be measured).
+    """
+    measure = line_bytes(encoding) if at.skip == 0 else None
+    byte = at.byte
     with text_stream(stream, encoding, newline="\n") as text:
-        line_no = _skipped(text.readline, skip) + 1
+        line_no = _skipped(text.readline, at.skip) + at.line
         limit = budget.max_record_bytes
         read = partial(text.readline, -1 if limit is None else limit + 2)
         while True:
@@ -270,7 +300,11 @@ def _decoded_chunks(
                 size += len(line)
             if not texts:
                 return
-            yield _decoded_chunk(texts, name, line_no=line_no, encoding=encoding)
+            chunk = _decoded_chunk(texts, name, line_no=line_no, encoding=encoding)
+            if measure is not None:
+                byte += sum(map(measure, texts))
+                chunk.end = byte
+            yield chunk
             line_no += len(texts)
 
 
