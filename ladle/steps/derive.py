@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import duckdb
 import polars as pl
 
 from ladle.batch import StepResult
@@ -18,6 +18,9 @@ from ladle.errors import StepError
 from ladle.schema import normalize_name, quote
 from ladle.steps import StepContext
 from ladle.steps.columns import refuse_row_column, resolve
+
+if TYPE_CHECKING:
+    import duckdb
 
 DeriveOptions = dict[str, str]
 """``{column: SQL expression}``, evaluated in order: later ones see earlier ones."""
@@ -44,9 +47,13 @@ class SqlEngine:
     """
 
     def __init__(self, *, context: StepContext, step: str) -> None:
+        # Imported here: a run with no SQL expression never loads DuckDB (21 MB resident).
+        import duckdb
+
         self._context = context
         self._step = step
-        self._connection = duckdb.connect()
+        self._failed: type[Exception] = duckdb.Error
+        self._connection: duckdb.DuckDBPyConnection = duckdb.connect()
         zone = context.timezone.replace("'", "''")
         try:
             self._connection.execute(f"SET TimeZone = '{zone}'")
@@ -60,7 +67,7 @@ class SqlEngine:
         self._connection.register(_VIEW, view)
         try:
             result = self._run(view.columns, columns)
-        except duckdb.Error:
+        except self._failed:
             self._raise_first_failure(view.columns, columns)
             raise  # pragma: no cover - a prefix always reproduces the failure
         finally:
@@ -105,7 +112,7 @@ class SqlEngine:
         for end in range(1, len(columns) + 1):
             try:
                 self._run(existing, columns[:end])
-            except duckdb.Error as exc:
+            except self._failed as exc:
                 column = columns[end - 1]
                 raise self._error(
                     f"{column.label}: cannot evaluate {column.sql!r}: {_first_line(exc)}"
