@@ -11,7 +11,6 @@ from itertools import accumulate
 from pathlib import Path
 
 import duckdb
-import polars as pl
 import pytest
 from structlog.testing import capture_logs
 
@@ -20,6 +19,7 @@ from ladle.destinations import connect
 from ladle.ledger import RUNS
 from ladle.memory import MB
 from ladle.pipeline import Pipeline, ResourceResult, RunOptions
+from tests.integration.test_memory_peaks import _frame
 
 ROWS = 2_000_000
 LIMIT_MB = 300
@@ -28,19 +28,7 @@ GNU_TIME = Path("/usr/bin/time")
 
 def _two_million_rows(path: Path) -> None:
     """2,000,000 JSON Lines records of 10 fields (about 470 MB), written by Polars."""
-    i = pl.col("id")
-    frame = pl.DataFrame({"id": pl.int_range(0, ROWS, eager=True)}).with_columns(
-        name=pl.format("customer {}", i),
-        email=pl.format("user{}@example.com", i),
-        status=pl.lit(pl.Series(["open", "pending", "resolved", "closed"])).get(i % 4),
-        amount=(i * 37 % 100_000) / 100,
-        quantity=i % 17,
-        active=(i % 3) == 0,
-        city=pl.lit(pl.Series(["Nairobi", "Mombasa", "Kisumu", "Nakuru", "Eldoret"])).get(i % 5),
-        created_at=pl.format("2024-01-{}T10:00:00Z", (i % 28 + 1).cast(pl.String).str.zfill(2)),
-        note=pl.format("note number {} for this record", i),
-    )
-    frame.write_ndjson(path)
+    _frame(ROWS).write_ndjson(path)
 
 
 def test_two_million_rows_merge_under_300_mb(tmp_path: Path) -> None:

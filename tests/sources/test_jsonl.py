@@ -177,17 +177,23 @@ def _jsonl(records: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
 
 
-def _read_bytes(content: bytes, options: JsonOptions | None = None) -> SourceBatch:
-    batches = list(
+def _read_bytes_batches(
+    content: bytes, batch_size: int, options: JsonOptions | None = None
+) -> list[SourceBatch]:
+    return list(
         read_jsonl(
             io.BytesIO(content),
             "t",
-            batch_size=10_000,
+            batch_size=batch_size,
             encoding="utf-8",
             consumed=int,
             options=options,
         )
     )
+
+
+def _read_bytes(content: bytes, options: JsonOptions | None = None) -> SourceBatch:
+    batches = _read_bytes_batches(content, 10_000, options)
     assert len(batches) == 1
     return batches[0]
 
@@ -453,12 +459,6 @@ def test_a_key_new_in_a_later_chunk_is_kept(tmp_path: Path) -> None:
     """Batches of one line: the third line's new field reaches its batch."""
     batches = _read_bytes_batches(b'{"id":1}\n{"id":2}\n{"id":3,"extra":"x"}\n', 1)
     assert batches[-1].frame.to_dicts() == [{"id": 3, "extra": "x"}]
-
-
-def _read_bytes_batches(content: bytes, batch_size: int) -> list[SourceBatch]:
-    return list(
-        read_jsonl(io.BytesIO(content), "t", batch_size=batch_size, encoding="utf-8", consumed=int)
-    )
 
 
 _FLAT_KIND = st.sampled_from(
