@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,13 +54,20 @@ class Profiles:
         return tables, manifest
 
     def sessions(self) -> int:
-        """The server's sessions opened by ladle's source pool (by its application_name)."""
-        with psycopg.connect(self.server) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [self.app]
-            ).fetchone()
-        assert row is not None
-        return int(row[0])
+        """The server's sessions opened by ladle's source pool (by its application_name),
+        once closed ones have gone: a backend leaves ``pg_stat_activity`` a moment after
+        its client closes, so a count above 0 is read again for up to 5 s."""
+        deadline = time.monotonic() + 5
+        with psycopg.connect(self.server, autocommit=True) as conn:
+            while True:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                    [self.app],
+                ).fetchone()
+                assert row is not None
+                if row[0] == 0 or time.monotonic() > deadline:
+                    return int(row[0])
+                time.sleep(0.1)
 
     def drop(self) -> None:
         with psycopg.connect(self.server, autocommit=True) as conn:
